@@ -1,0 +1,179 @@
+"""The dedupe ledger: what each target folder holds, by dedupe key.
+
+The ledger is a cache of the target, not the truth: ``reconcile`` brings it up to date from the
+target itself (new UIDs since the last scan, vanished ones when the count disagrees), so it can be
+rebuilt from nothing at any time and messages put there by another tool, an earlier journal or a
+crashed run are recognised.
+
+Rows: ``(folder, uidvalidity, uid, key, state, job_id)`` where state is
+
+* ``claimed``: we are about to APPEND this key (written *before* the APPEND, committed);
+* ``present``: the target holds it (``uid`` may be NULL for a server without UIDPLUS until the
+  next scan finds it).
+
+All methods that decide must run under ``journal.folder_lock`` for the folder: any ``claimed`` row
+seen by a lock holder belongs to a run that died between APPEND and its commit. ``reconcile`` then
+matches it against the target: found -> ``present`` (the APPEND did happen: no second copy), not
+found -> deleted (the APPEND never happened: the message is copied again). That is how an APPEND
+whose OK never arrived is neither lost nor doubled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from ..endpoint import Endpoint
+from ..journal import Journal
+from ..models import FolderStatus
+from .keys import key_of
+
+
+class Ledger:
+    def __init__(self, journal: Journal) -> None:
+        self.j = journal
+        self.c = journal.conn
+
+    # --- reading --------------------------------------------------------------------------
+
+    def counts(self, folder: str, keys: Iterable[str]) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for k in set(keys):
+            (n,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND key=?", (folder, k)).fetchone()
+            out[k] = n
+        return out
+
+    def existing_ids(self, folder: str) -> set[int]:
+        return {r[0] for r in self.c.execute("SELECT id FROM ledger WHERE folder=?", (folder,))}
+
+    def orphans_of_job(self, folder: str, job_id: str, referenced: set[int]) -> dict[str, list[int]]:
+        """Rows this job put there that no journal message points at (a crash between APPEND
+        and the journal commit, recovered by ``reconcile``): key -> row ids."""
+        out: dict[str, list[int]] = {}
+        for rid, key in self.c.execute("SELECT id, key FROM ledger WHERE folder=? AND job_id=? ORDER BY id",
+                                       (folder, job_id)):
+            if rid not in referenced:
+                out.setdefault(key, []).append(rid)
+        return out
+
+    def uid_of(self, row_id: int) -> int | None:
+        row = self.c.execute("SELECT uid FROM ledger WHERE id=?", (row_id,)).fetchone()
+        return row[0] if row else None
+
+    # --- writing (call inside journal.tx(), under the folder lock) -------------------------
+
+    def claim(self, folder: str, key: str, job_id: str) -> int:
+        cur = self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
+                             " VALUES (?, NULL, NULL, ?, 'claimed', ?)", (folder, key, job_id))
+        return int(cur.lastrowid or 0)
+
+    def confirm(self, row_id: int, uid: int | None, uidvalidity: int | None) -> None:
+        self.c.execute("UPDATE ledger SET state='present', uid=?, uidvalidity=? WHERE id=?",
+                       (uid, uidvalidity, row_id))
+
+    def release(self, row_id: int) -> None:
+        self.c.execute("DELETE FROM ledger WHERE id=?", (row_id,))
+
+    # --- syncing with the target -----------------------------------------------------------
+
+    def reconcile(self, target: Endpoint, folder: str, status: FolderStatus) -> int:
+        """Bring the folder's rows up to date with the target. Returns the number of target
+        messages newly learned. Must be called under the folder lock."""
+        row = self.c.execute("SELECT uidvalidity, scanned_uidnext FROM ledger_scan WHERE folder=?",
+                             (folder,)).fetchone()
+        start = 1
+        if row and row[0] == status.uidvalidity:
+            start = row[1] or 1
+        elif row or self._has_uids(folder):
+            # Target UIDVALIDITY changed (or unknown): every stored UID is meaningless.
+            with self.j.tx():
+                self.c.execute("UPDATE ledger SET uid=NULL, uidvalidity=NULL WHERE folder=? AND state='present'",
+                               (folder,))
+            start = 1
+        learned = 0
+        if status.uidnext > start or start == 1:
+            uids = None if start == 1 else list(range(start, status.uidnext))
+            learned += self._learn(target, folder, status, uids)
+        with self.j.tx():
+            self.c.execute("INSERT INTO ledger_scan (folder, uidvalidity, scanned_uidnext) VALUES (?,?,?)"
+                           " ON CONFLICT(folder) DO UPDATE SET uidvalidity=excluded.uidvalidity,"
+                           " scanned_uidnext=excluded.scanned_uidnext", (folder, status.uidvalidity, status.uidnext))
+            # Claims still without a UID after the scan: the APPEND never reached the target.
+            self.c.execute("DELETE FROM ledger WHERE folder=? AND state='claimed'", (folder,))
+        (with_uid,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NOT NULL",
+                                     (folder,)).fetchone()
+        if with_uid != status.exists:
+            learned += self._full_resync(target, folder, status)
+        return learned
+
+    def _has_uids(self, folder: str) -> bool:
+        return self.c.execute("SELECT 1 FROM ledger WHERE folder=? AND uid IS NOT NULL LIMIT 1",
+                              (folder,)).fetchone() is not None
+
+    def _learn(self, target: Endpoint, folder: str, status: FolderStatus, uids: list[int] | None) -> int:
+        learned = 0
+        batch: list[tuple[int, str]] = []
+
+        def flush() -> int:
+            n = 0
+            with self.j.tx():
+                for uid, key in batch:
+                    if self.c.execute("SELECT 1 FROM ledger WHERE folder=? AND uid=? AND uidvalidity=?",
+                                      (folder, uid, status.uidvalidity)).fetchone():
+                        continue
+                    # Prefer a row waiting for its UID: our own APPEND (claim of a dead run, or a
+                    # server without UIDPLUS) rather than a message someone else put there.
+                    r = self.c.execute("SELECT id FROM ledger WHERE folder=? AND key=? AND uid IS NULL"
+                                       " ORDER BY state='present' DESC, id LIMIT 1", (folder, key)).fetchone()
+                    if r:
+                        self.confirm(r[0], uid, status.uidvalidity)
+                    else:
+                        self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
+                                       " VALUES (?,?,?,?, 'present', NULL)", (folder, status.uidvalidity, uid, key))
+                    n += 1
+            batch.clear()
+            return n
+
+        for meta in target.fetch_meta(folder, uids, with_keys=True):
+            batch.append((meta.uid, key_of(meta)))
+            if len(batch) >= 500:
+                learned += flush()
+        learned += flush()
+        return learned
+
+    def _full_resync(self, target: Endpoint, folder: str, status: FolderStatus) -> int:
+        """Counts disagree (messages expunged on the target, or a lost journal): match every
+        target message against the rows; rows whose UID vanished are dropped."""
+        actual: dict[int, str] = {m.uid: key_of(m) for m in target.fetch_meta(folder, None, with_keys=True)}
+        with self.j.tx():
+            stored = {r[0]: (r[1], r[2]) for r in self.c.execute(
+                "SELECT id, uid, key FROM ledger WHERE folder=? AND uid IS NOT NULL", (folder,))}
+            by_uid = {uid: rid for rid, (uid, _k) in stored.items()}
+            for rid, (uid, _key) in stored.items():
+                if uid not in actual:
+                    self.release(rid)
+            learned = 0
+            for uid, key in actual.items():
+                if uid not in by_uid:
+                    self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
+                                   " VALUES (?,?,?,?, 'present', NULL)", (folder, status.uidvalidity, uid, key))
+                    learned += 1
+        return learned
+
+
+def plan_copies(source_keys: Counter[str], target_counts: Counter[str],
+                open_by_key: dict[str, list[int]]) -> tuple[list[int], list[int]]:
+    """Decide which open source messages to copy and which are already present.
+
+    For each key the target must end up with at least as many copies as the source folder has
+    (twins both arrive; a message already there is not sent again; a second source adds only
+    what the first did not have). Returns (uids to copy, uids that are duplicates), in UID order.
+    """
+    copy: list[int] = []
+    dup: list[int] = []
+    for key, uids in open_by_key.items():
+        need = max(0, source_keys[key] - target_counts[key])
+        ordered = sorted(uids)
+        copy.extend(ordered[:need])
+        dup.extend(ordered[need:])
+    return sorted(copy), sorted(dup)

@@ -1,0 +1,386 @@
+"""Run one migration job: plan folders, create them, sync every folder, write the report.
+
+Concurrency: ``connections`` worker threads, each with its own source and target connection
+and its own journal connection, take folders from a queue (largest first). Gmail's All Mail runs
+last, after every label folder, so that it only adds what no label holds.
+
+Errors are handled per class (``migrate.errors``): a retryable one (dropped connection, timeout,
+throttling, expired token, a server restarting) closes that worker's connections, waits (the
+server's suggested delay, else exponential backoff with jitter) and redoes the folder, which is
+idempotent; a fatal one (login refused, target over quota) stops the job with a hint; a message
+error only marks that message failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..dedupe.keys import key_of
+from ..dedupe.ledger import plan_copies
+from ..endpoint import Endpoint
+from ..errors import (
+    ConnectFailed,
+    ExitCode,
+    FatalError,
+    FolderRefused,
+    MigrateError,
+    RetryableError,
+    Throttled,
+)
+from ..folders import FolderMapping, FolderPlan, fallback_name, plan_folders
+from ..journal import JobGuard, Journal
+from ..report import ErrorInfo, FolderReport, JobReport, utcnow
+from .folder_sync import FolderSync, SyncSettings
+from .progress import Progress
+
+EndpointFactory = Callable[[], Endpoint]
+
+
+@dataclass
+class JobSpec:
+    source_label: str
+    target_label: str
+    src_factory: EndpointFactory
+    dst_factory: EndpointFactory
+    job_id: str
+    journal_path: Path
+    source_email: str | None = None
+    target_email: str | None = None
+    dry_run: bool = False
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    map_folder: dict[str, str] = field(default_factory=dict)
+    connections: int = 4
+    batch_bytes: int = 8_000_000
+    retries: int = 8
+    retry_base: float = 1.0  # seconds; doubled per attempt, capped at 60
+    append_limit: int | None = None  # provider preset cap (APPENDLIMIT is read from the server)
+    flag_filter: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
+    prepare_body: Callable[[bytes], bytes] | None = None
+    target_special: dict[str, str] = field(default_factory=dict)
+    gmail_single_copy: bool = False  # keep one copy per message across labels (first label wins)
+    rerun_command: str | None = None
+
+
+class _Conns:
+    """A worker's pair of connections, opened lazily and replaced after a failure."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self._src: Endpoint | None = None
+        self._dst: Endpoint | None = None
+
+    def src(self) -> Endpoint:
+        if self._src is None:
+            self._src = self.spec.src_factory()
+        return self._src
+
+    def dst(self) -> Endpoint:
+        if self._dst is None:
+            self._dst = self.spec.dst_factory()
+        return self._dst
+
+    def reset(self) -> None:
+        for ep in (self._src, self._dst):
+            if ep is not None:
+                with contextlib.suppress(Exception):
+                    ep.close()
+        self._src = self._dst = None
+
+
+def _backoff(spec: JobSpec, attempt: int, exc: BaseException) -> float:
+    if isinstance(exc, Throttled) and exc.delay:
+        return exc.delay  # the server said how long: honour it
+    return min(spec.retry_base * (2 ** attempt), 60.0) * (0.5 + random.random() / 2)
+
+
+class Job:
+    def __init__(self, spec: JobSpec, progress: Progress | None = None) -> None:
+        self.spec = spec
+        self.progress = progress or Progress()
+        self.cancel = threading.Event()
+        self.report = JobReport(job_id=spec.job_id, source=spec.source_label, target=spec.target_label,
+                                source_email=spec.source_email, target_email=spec.target_email,
+                                started_at=utcnow(), dry_run=spec.dry_run, rerun_command=spec.rerun_command,
+                                journal=None if spec.dry_run else str(spec.journal_path))
+        self._connected_once = False
+        self._fatal: MigrateError | None = None
+        self._lock = threading.Lock()
+
+    # --- entry ----------------------------------------------------------------------------
+
+    def run(self) -> JobReport:
+        t0 = time.monotonic()
+        if self.spec.dry_run:
+            try:
+                self._dry_run()
+            except MigrateError as exc:
+                self._set_error(exc)
+            return self._finish(t0, None, None)
+        journal = Journal(self.spec.journal_path)
+        guard = JobGuard(self.spec.journal_path, self.spec.job_id)
+        guard.acquire()
+        run_id = journal.start_job(self.spec.job_id, self.spec.source_label, self.spec.target_label,
+                                   source_email=self.spec.source_email, target_email=self.spec.target_email,
+                                   command=self.spec.rerun_command)
+        ticker = threading.Thread(target=self._tick, args=(run_id,), daemon=True)
+        ticker.start()
+        try:
+            self._run(journal)
+        except MigrateError as exc:
+            self._set_error(exc)
+        except KeyboardInterrupt:
+            self.cancel.set()
+            self.report.status = "interrupted"
+            self.report.error = ErrorInfo(reference="interrupted", message="interrupted by the user",
+                                          hint="run the same command again: the job resumes")
+        finally:
+            self.cancel.set()
+            report = self._finish(t0, journal, run_id)
+            guard.release()
+            journal.close()
+        return report
+
+    def _tick(self, run_id: int) -> None:
+        """Publish progress to the journal for ``mailmigrate status --follow``."""
+        j = Journal(self.spec.journal_path)
+        try:
+            while not self.cancel.wait(1.0):
+                with contextlib.suppress(Exception):
+                    j.set_progress(run_id, self.progress.snapshot())
+        finally:
+            j.close()
+
+    def _set_error(self, exc: MigrateError) -> None:
+        self.report.error = ErrorInfo(reference=exc.reference, message=exc.message, hint=exc.hint)
+        self.report.exit_code = int(exc.exit_code)
+        self.report.status = "failed" if self.report.totals.copied == 0 else "interrupted"
+
+    def _finish(self, t0: float, journal: Journal | None, run_id: int | None) -> JobReport:
+        r = self.report
+        r.finished_at = utcnow()
+        r.duration_s = round(time.monotonic() - t0, 3)
+        r.compute_totals()
+        if r.error is None:
+            if r.dry_run:
+                r.status, r.exit_code = "dry-run", int(ExitCode.OK)
+            elif r.totals.failed:
+                r.status, r.exit_code = "partial", int(ExitCode.PARTIAL)
+            else:
+                r.status, r.exit_code = "ok", int(ExitCode.OK)
+        else:
+            r.status = "interrupted" if r.error.reference != "login-failed" else "failed"
+            if not r.exit_code:
+                r.exit_code = int(ExitCode.CONNECTION)
+        if journal is not None and run_id is not None:
+            with contextlib.suppress(Exception):
+                journal.set_progress(run_id, self.progress.snapshot())
+            journal.finish_run(self.spec.job_id, run_id, r.status, r.model_dump_json())
+        return r
+
+    # --- planning -------------------------------------------------------------------------
+
+    def _plan(self, src: Endpoint, dst: Endpoint) -> FolderPlan:
+        return plan_folders(src.namespace(), src.list_folders(), dst.namespace(), dst.list_folders(),
+                            include=self.spec.include, exclude=self.spec.exclude,
+                            map_folder=self.spec.map_folder, target_special=self.spec.target_special or None)
+
+    def _create_folders(self, dst: Endpoint, plan: FolderPlan) -> FolderPlan:
+        existing = {f.name for f in dst.list_folders()}
+        existing_ci = {n.casefold() for n in existing if n.upper() == "INBOX"}
+        taken = set(existing) | {m.target for m in plan.mappings if m.target}
+        ns = dst.namespace()
+        out: list[FolderMapping] = []
+        renamed_parent: dict[str, str] = {}
+        for m in plan.mappings:
+            if m.target is None:
+                out.append(m)
+                continue
+            target = m.target
+            for old, new in renamed_parent.items():  # children follow a renamed parent
+                if ns.delimiter and target.startswith(old + ns.delimiter):
+                    target = new + target[len(old):]
+            if target in existing or target.casefold() in existing_ci or target.upper() == "INBOX":
+                out.append(dataclasses.replace(m, target=target))
+                continue
+            try:
+                dst.create_folder(target)
+            except FolderRefused as exc:
+                new = fallback_name(target, ns, taken)
+                dst.create_folder(new)  # a second refusal is a real problem: let it surface
+                taken.add(new)
+                renamed_parent[target] = new
+                self.report.renamed_folders.append(
+                    {"source": m.source, "wanted": target, "target": new, "reason": exc.message})
+                target = new
+            existing.add(target)
+            out.append(dataclasses.replace(m, target=target))
+        plan.mappings = out
+        return plan
+
+    # --- real run -------------------------------------------------------------------------
+
+    def _run(self, journal: Journal) -> None:
+        conns = _Conns(self.spec)
+        try:
+            src, dst = conns.src(), conns.dst()
+            self._connected_once = True
+            plan = self._create_folders(dst, self._plan(src, dst))
+            limit = dst.capabilities().append_limit
+            if self.spec.append_limit:
+                limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
+            self._append_limit = limit
+            sizes: dict[str, int] = {}
+            for m in plan.mappings:
+                if m.target is not None and m.selectable:
+                    with contextlib.suppress(MigrateError):
+                        sizes[m.source] = src.status(m.source).exists
+        finally:
+            conns.reset()
+        reports: dict[str, FolderReport] = {}
+        for m in plan.mappings:
+            reports[m.source] = FolderReport(source=m.source, target=m.target,
+                                             note=None if m.target else m.reason)
+            self.progress.add_folder(m.source, m.target)
+            if m.target is None or not m.selectable:
+                self.progress.folder_state(m.source, "skipped")
+        self.report.folders = [reports[m.source] for m in plan.mappings]
+        work = [m for m in plan.mappings if m.target is not None and m.selectable]
+        all_mail = [m for m in work if m.reason == "gmail-all-mail"]
+        first = sorted((m for m in work if m not in all_mail), key=lambda m: -sizes.get(m.source, 0))
+        self._run_pool(first, reports, journal)
+        if all_mail and not self._fatal and not self.cancel.is_set():
+            self._run_pool(all_mail, reports, journal, all_mail=True)
+        if self._fatal:
+            raise self._fatal
+
+    def _run_pool(self, work: list[FolderMapping], reports: dict[str, FolderReport], journal: Journal,
+                  *, all_mail: bool = False) -> None:
+        if not work:
+            return
+        local = threading.local()
+        n = max(1, min(self.spec.connections, len(work)))
+
+        def task(m: FolderMapping) -> None:
+            if self.cancel.is_set():
+                reports[m.source].note = "not started: the job stopped"
+                return
+            if not hasattr(local, "conns"):
+                local.conns = _Conns(self.spec)
+                local.journal = Journal(self.spec.journal_path)
+            self._sync_one(m, reports[m.source], local.conns, local.journal, all_mail=all_mail)
+
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="folder")
+        futures: list[Future[None]] = [pool.submit(task, m) for m in work]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                exc = f.exception() if f.done() else None
+                if isinstance(exc, MigrateError) and self._fatal is None:
+                    self._fatal = exc
+                    self.cancel.set()
+                elif exc is not None and not isinstance(exc, MigrateError):
+                    raise exc
+            wait(futures)
+            for f in futures:
+                exc = f.exception()
+                if isinstance(exc, MigrateError) and self._fatal is None:
+                    self._fatal = exc
+                elif exc is not None and not isinstance(exc, MigrateError):
+                    raise exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _sync_one(self, m: FolderMapping, report: FolderReport, conns: _Conns, journal: Journal,
+                  *, all_mail: bool) -> None:
+        assert m.target is not None
+        settings = SyncSettings(
+            job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
+            append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
+            prepare_body=self.spec.prepare_body)
+        if all_mail:
+            settings.exclude_keys = lambda: self._keys_elsewhere(journal, m.source)
+        self.progress.folder_state(m.source, "copying")
+        copied_before = 0
+        for attempt in range(self.spec.retries + 1):
+            if self.cancel.is_set():
+                report.note = "stopped: the job was interrupted"
+                return
+            try:
+                # A retry redoes the folder: keep what this run copied, recount the rest.
+                copied_before = report.copied
+                report.skipped_duplicates = 0
+                report.failed = 0
+                report.failures.clear()
+                sync = FolderSync(settings, m.source, m.target, conns.src(), conns.dst(), journal,
+                                  self.progress, report)
+                sync.copied_this_run = copied_before
+                sync.run()
+                self.progress.folder_state(m.source, "done")
+                return
+            except (RetryableError, ConnectFailed) as exc:
+                # ConnectFailed here means the server went away after we had connected (restart,
+                # network blip): worth retrying. At the very first connect it is fatal (see _run).
+                if isinstance(exc, FatalError) and not isinstance(exc, ConnectFailed):
+                    raise
+                conns.reset()
+                if attempt >= self.spec.retries:
+                    raise
+                delay = _backoff(self.spec, attempt, exc)
+                with self.progress._lock:
+                    self.progress.retries += 1
+                self.progress.event(f"{m.source}: {exc.reference}, retrying in {delay:.1f}s")
+                if self.cancel.wait(delay):
+                    return
+            except FatalError:
+                conns.reset()
+                self.progress.folder_state(m.source, "failed")
+                raise
+
+    @staticmethod
+    def _keys_elsewhere(journal: Journal, source_folder: str) -> set[str]:
+        return {r[0] for r in journal.conn.execute(
+            "SELECT DISTINCT key FROM messages WHERE source_folder<>? AND state IN ('copied','duplicate')",
+            (source_folder,))}
+
+    # --- dry run: read both sides, write nothing anywhere ------------------------------------
+
+    def _dry_run(self) -> None:
+        conns = _Conns(self.spec)
+        try:
+            src, dst = conns.src(), conns.dst()
+            plan = self._plan(src, dst)
+            existing = {f.name for f in dst.list_folders()}
+            for m in plan.mappings:
+                fr = FolderReport(source=m.source, target=m.target, note=m.reason)
+                self.report.folders.append(fr)
+                if m.target is None or not m.selectable:
+                    continue
+                metas = list(src.fetch_meta(m.source, None, with_keys=True))
+                fr.source_messages = len(metas)
+                keys = [key_of(x) for x in metas]
+                target_counts: dict[str, int] = {}
+                if m.target in existing:
+                    for t in dst.fetch_meta(m.target, None, with_keys=True):
+                        k = key_of(t)
+                        target_counts[k] = target_counts.get(k, 0) + 1
+                from collections import Counter
+                src_counts = Counter(keys)
+                open_by_key: dict[str, list[int]] = {}
+                for x, k in zip(metas, keys, strict=True):
+                    open_by_key.setdefault(k, []).append(x.uid)
+                copy, dup = plan_copies(src_counts, Counter(target_counts), open_by_key)
+                fr.copied, fr.skipped_duplicates = len(copy), len(dup)
+                sizes = {x.uid: x.size for x in metas}
+                fr.bytes = sum(sizes[u] for u in copy)
+                fr.note = f"{m.reason}; would copy {len(copy)}, already present {len(dup)}"
+        finally:
+            conns.reset()

@@ -1,0 +1,353 @@
+"""The SQLite job journal: what each job did, so any run can be resumed exactly.
+
+One database file holds the journals of every job into one target account (the default path is
+derived from the target, see ``default_journal_path``) *and* that target's dedupe ledger
+(``migrate.dedupe.ledger``). Two imports into one target therefore coordinate through one file:
+SQLite in WAL mode serialises writers, and a per-target-folder file lock (``folder_lock``)
+serialises the decide -> APPEND -> record step.
+
+Tables
+* ``jobs``      one row per (source, target) job; ``state`` running/done/...;
+* ``runs``      one row per run of a job (pid, times, status, the JSON report);
+* ``folders``   per job and source folder: the source's UIDVALIDITY/UIDNEXT/EXISTS/HIGHESTMODSEQ
+                seen at the end of the last complete pass (for the fast no-op path);
+* ``messages``  per job, source folder, UIDVALIDITY and UID: key, flags, outcome
+                (copied / duplicate / failed), and the ledger row of the copy we made.
+
+Nothing secret is ever written here: only labels (login@host:port), folder names, keys, flags,
+counts and server answers (passed through ``redact``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import JobLocked, UsageError, redact
+from .report import utcnow
+
+SCHEMA_VERSION = 1
+
+
+def state_home() -> Path:
+    base = os.environ.get("MAILMIGRATE_HOME")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "mailmigrate"
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9@._-]+", "_", text)[:80]
+    return s or "default"
+
+
+def default_journal_path(target_label: str) -> Path:
+    """Per-target default: ``$MAILMIGRATE_HOME/journals/<target>.sqlite``."""
+    return state_home() / "journals" / f"{_slug(target_label)}.sqlite"
+
+
+def job_id_for(source_label: str, target_label: str) -> str:
+    return hashlib.sha1(f"{source_label}\0{target_label}".encode()).hexdigest()[:12]
+
+
+@dataclass
+class FolderRecord:
+    source_folder: str
+    target_folder: str | None
+    uidvalidity: int | None
+    uidnext: int | None
+    exists: int | None
+    highestmodseq: int | None
+    complete: bool
+
+
+@dataclass
+class MessageRecord:
+    uid: int
+    key: str
+    flags: tuple[str, ...]
+    state: str  # copied | duplicate | failed
+    ledger_id: int | None
+    reason: str | None
+
+
+class Journal:
+    """One connection to a journal database. Not shared between threads: open one per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(path.parent, 0o700)
+        new = not path.exists()
+        try:
+            self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open journal {path}: {exc}", hint="pass --journal PATH to a writable file") from None
+        if new:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.db = sqlite_utils.Database(self.conn)
+        self._tx_depth = 0
+        self._create()
+
+    # --- schema -------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        with self.tx():
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, source TEXT, target TEXT,"
+                " source_email TEXT, target_email TEXT, state TEXT, created_at TEXT, updated_at TEXT,"
+                " command TEXT, last_report TEXT)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT,"
+                " pid INTEGER, started_at TEXT, finished_at TEXT, status TEXT, report TEXT,"
+                " progress TEXT)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS folders (job_id TEXT, source_folder TEXT, target_folder TEXT,"
+                " uidvalidity INTEGER, uidnext INTEGER, exists_ INTEGER, highestmodseq INTEGER,"
+                " complete INTEGER DEFAULT 0, updated_at TEXT, PRIMARY KEY (job_id, source_folder))")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS messages (job_id TEXT, source_folder TEXT, uidvalidity INTEGER,"
+                " uid INTEGER, key TEXT, flags TEXT, state TEXT, ledger_id INTEGER, reason TEXT,"
+                " size INTEGER, PRIMARY KEY (job_id, source_folder, uidvalidity, uid))")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, folder TEXT,"
+                " uidvalidity INTEGER, uid INTEGER, key TEXT, state TEXT, job_id TEXT)")
+            self.conn.execute("CREATE INDEX IF NOT EXISTS ledger_key ON ledger (folder, key)")
+            self.conn.execute("CREATE INDEX IF NOT EXISTS ledger_uid ON ledger (folder, uid)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS ledger_scan (folder TEXT PRIMARY KEY, uidvalidity INTEGER,"
+                " scanned_uidnext INTEGER)")
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: takes the write lock up front, so two
+        processes never both decide on stale reads). Nested calls join the outer one."""
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._tx_depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._tx_depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._tx_depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._tx_depth = 0
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    # --- jobs and runs --------------------------------------------------------------------
+
+    def start_job(self, job_id: str, source: str, target: str, *, source_email: str | None,
+                  target_email: str | None, command: str | None) -> int:
+        now = utcnow().isoformat()
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO jobs (job_id, source, target, source_email, target_email, state, created_at,"
+                " updated_at, command) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(job_id) DO UPDATE SET"
+                " state='running', updated_at=excluded.updated_at, command=excluded.command",
+                (job_id, source, target, source_email, target_email, "running", now, now, command))
+            c.execute("UPDATE jobs SET state='running' WHERE job_id=?", (job_id,))
+            cur = c.execute("INSERT INTO runs (job_id, pid, started_at, status) VALUES (?,?,?,?)",
+                            (job_id, os.getpid(), now, "running"))
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, job_id: str, run_id: int, status: str, report_json: str) -> None:
+        now = utcnow().isoformat()
+        with self.tx() as c:
+            c.execute("UPDATE runs SET finished_at=?, status=?, report=? WHERE run_id=?",
+                      (now, status, report_json, run_id))
+            c.execute("UPDATE jobs SET state=?, updated_at=?, last_report=? WHERE job_id=?",
+                      (status, now, report_json, job_id))
+
+    def set_progress(self, run_id: int, progress: dict[str, object]) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE runs SET progress=? WHERE run_id=?", (json.dumps(progress), run_id))
+
+    def jobs(self) -> list[dict[str, object]]:
+        return [dict(r) for r in self.db.query("SELECT * FROM jobs ORDER BY updated_at DESC")]
+
+    def runs(self, job_id: str) -> list[dict[str, object]]:
+        return [dict(r) for r in self.db.query(
+            "SELECT * FROM runs WHERE job_id=? ORDER BY run_id DESC", [job_id])]
+
+    def set_job_report(self, job_id: str, report_json: str) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE jobs SET last_report=? WHERE job_id=?", (report_json, job_id))
+
+    # --- folders ------------------------------------------------------------------------
+
+    def folder(self, job_id: str, source_folder: str) -> FolderRecord | None:
+        row = self.conn.execute(
+            "SELECT source_folder, target_folder, uidvalidity, uidnext, exists_, highestmodseq, complete"
+            " FROM folders WHERE job_id=? AND source_folder=?", (job_id, source_folder)).fetchone()
+        if not row:
+            return None
+        return FolderRecord(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+    def folders(self, job_id: str) -> list[FolderRecord]:
+        rows = self.conn.execute(
+            "SELECT source_folder, target_folder, uidvalidity, uidnext, exists_, highestmodseq, complete"
+            " FROM folders WHERE job_id=? ORDER BY rowid", (job_id,)).fetchall()
+        return [FolderRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    def save_folder(self, job_id: str, rec: FolderRecord) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO folders (job_id, source_folder, target_folder, uidvalidity, uidnext, exists_,"
+                " highestmodseq, complete, updated_at) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(job_id, source_folder) DO UPDATE SET target_folder=excluded.target_folder,"
+                " uidvalidity=excluded.uidvalidity, uidnext=excluded.uidnext, exists_=excluded.exists_,"
+                " highestmodseq=excluded.highestmodseq, complete=excluded.complete,"
+                " updated_at=excluded.updated_at",
+                (job_id, rec.source_folder, rec.target_folder, rec.uidvalidity, rec.uidnext, rec.exists,
+                 rec.highestmodseq, int(rec.complete), utcnow().isoformat()))
+
+    def forget_uidvalidity(self, job_id: str, source_folder: str, keep: int) -> int:
+        """The source folder's UIDVALIDITY changed: its old UIDs mean nothing any more. Drop
+        their rows; the ledger still knows what the target holds, so nothing is re-copied."""
+        with self.tx() as c:
+            cur = c.execute("DELETE FROM messages WHERE job_id=? AND source_folder=? AND uidvalidity<>?",
+                            (job_id, source_folder, keep))
+            return cur.rowcount
+
+    # --- messages -------------------------------------------------------------------------
+
+    def messages(self, job_id: str, source_folder: str, uidvalidity: int) -> dict[int, MessageRecord]:
+        rows = self.conn.execute(
+            "SELECT uid, key, flags, state, ledger_id, reason FROM messages"
+            " WHERE job_id=? AND source_folder=? AND uidvalidity=?", (job_id, source_folder, uidvalidity))
+        return {r[0]: MessageRecord(r[0], r[1], tuple(json.loads(r[2] or "[]")), r[3], r[4], r[5])
+                for r in rows}
+
+    def record_messages(self, job_id: str, source_folder: str, uidvalidity: int,
+                        rows: list[tuple[int, str, tuple[str, ...], str, int | None, str | None, int]]) -> None:
+        """rows: (uid, key, flags, state, ledger_id, reason, size). Call inside ``tx()`` together
+        with the ledger update it belongs to."""
+        with self.tx() as c:
+            c.executemany(
+                "INSERT INTO messages (job_id, source_folder, uidvalidity, uid, key, flags, state, ledger_id,"
+                " reason, size) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(job_id, source_folder, uidvalidity,"
+                " uid) DO UPDATE SET key=excluded.key, flags=excluded.flags, state=excluded.state,"
+                " ledger_id=excluded.ledger_id, reason=excluded.reason, size=excluded.size",
+                [(job_id, source_folder, uidvalidity, uid, key, json.dumps(list(flags)), state, lid,
+                  redact(reason) if reason else None, size)
+                 for uid, key, flags, state, lid, reason, size in rows])
+
+    def update_flags(self, job_id: str, source_folder: str, uidvalidity: int,
+                     changes: list[tuple[int, tuple[str, ...]]]) -> None:
+        with self.tx() as c:
+            c.executemany(
+                "UPDATE messages SET flags=? WHERE job_id=? AND source_folder=? AND uidvalidity=? AND uid=?",
+                [(json.dumps(list(f)), job_id, source_folder, uidvalidity, uid) for uid, f in changes])
+
+    def counts(self, job_id: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for folder, state, n in self.conn.execute(
+                "SELECT source_folder, state, COUNT(*) FROM messages WHERE job_id=?"
+                " GROUP BY source_folder, state", (job_id,)):
+            out.setdefault(folder, {})[state] = n
+        return out
+
+
+# --- locks ----------------------------------------------------------------------------------
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def folder_lock(journal_path: Path, target_folder: str) -> Iterator[None]:
+    """Exclusive lock on one target folder, across threads and processes.
+
+    Held while deciding which messages to append, appending them and recording the result, so
+    that two sources importing into one target never both decide "missing" for one message.
+    """
+    digest = hashlib.sha1(target_folder.encode()).hexdigest()[:16]
+    lock_dir = journal_path.parent / (journal_path.name + ".locks")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = lock_dir / f"{digest}.lock"
+    with _thread_locks_guard:
+        tlock = _thread_locks.setdefault(str(lock_path), threading.Lock())
+    with tlock:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+class JobGuard:
+    """Refuses a second concurrent run of the same job (``--detach`` or two terminals)."""
+
+    def __init__(self, journal_path: Path, job_id: str) -> None:
+        lock_dir = journal_path.parent / (journal_path.name + ".locks")
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        self.path = lock_dir / f"job-{job_id}.lock"
+        self.fd: int | None = None
+        self.job_id = job_id
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JobLocked(f"job {self.job_id} is already running (lock {self.path})",
+                            hint="wait for it to finish, or watch it with 'mailmigrate status --follow'") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    @staticmethod
+    def is_running(journal_path: Path, job_id: str) -> bool:
+        path = journal_path.parent / (journal_path.name + ".locks") / f"job-{job_id}.lock"
+        if not path.exists():
+            return False
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)

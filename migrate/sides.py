@@ -1,0 +1,176 @@
+"""Turn what a user gave for one side (CLI options or a CSV row) into a ready endpoint factory.
+
+This is where provider presets meet explicit options: a preset (named, or detected from the
+address's domain) supplies host, port, security, limits and quirks; explicit options override it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .accounts import ImapAccount, LocalStore, Secret, TokenProvider, resolve_secret
+from .endpoint import Endpoint
+from .errors import UsageError
+from .models import Security
+
+SECURITIES = ("ssl", "starttls", "none")
+
+
+@dataclass
+class SideOptions:
+    """Everything a user can say about one side. ``role`` is "source" or "target"."""
+
+    role: str
+    email: str | None = None
+    username: str | None = None
+    password: str | None = None  # literal, env:NAME or file:PATH
+    provider: str | None = None
+    host: str | None = None
+    port: int | None = None
+    security: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+    oauth_token: str | None = None  # env:NAME or file:PATH
+    oauth_mechanism: str = "XOAUTH2"
+    maildir: Path | None = None
+    mbox: Path | None = None
+    timeout: float = 60.0
+    interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
+
+
+@dataclass
+class Side:
+    label: str
+    email: str | None
+    factory: Callable[[], Endpoint]
+    provider: str | None = None
+    connection_cap: int | None = None
+    append_limit: int | None = None
+    hooks: object | None = None  # migrate.providers.base.ProviderHooks
+    special_folders: dict[str, str] = field(default_factory=dict)
+    smtp: tuple[str, int, str] | None = None  # host, port, security from the preset
+    password: Secret | None = None
+    login: str | None = None
+
+
+def _token_provider(spec: str, what: str) -> TokenProvider:
+    if not (spec.startswith("env:") or spec.startswith("file:")):
+        raise UsageError(f"{what}: an OAuth token must be given as env:NAME or file:PATH",
+                         hint="never put a token on the command line")
+
+    # Re-read on every call: a token file refreshed by another process is picked up when the
+    # server rejects the old token.
+    def provide() -> Secret:
+        return resolve_secret(spec, what=what)
+
+    provide()  # fail early, before anything connects
+    return provide
+
+
+def build_side(o: SideOptions) -> Side:
+    flag = f"--{o.role}"
+    if o.maildir or o.mbox:
+        if o.maildir and o.mbox:
+            raise UsageError(f"{flag}-maildir and {flag}-mbox cannot both be given")
+        if o.mbox and o.role == "target":
+            raise UsageError("an mbox cannot be a target (it is read-only here)", hint="use --target-maildir")
+        return _local_side(o)
+    if not o.email:
+        raise UsageError(f"{flag}-email is required", hint=f"give {flag}-email ADDRESS (or {flag}-maildir DIR)")
+    if "@" not in o.email and not o.username and not o.host:
+        raise UsageError(f"{flag}-email '{o.email}' is not an address", hint="use user@domain")
+    from . import providers
+
+    preset = providers.get(o.provider) if o.provider else providers.detect(o.email)
+    host = o.host or (preset.imap_host if preset else None)
+    if not host:
+        domain = o.email.rpartition("@")[2]
+        raise UsageError(f"no IMAP server known for '{domain}'",
+                         hint=f"give {flag}-host (and {flag}-port/{flag}-security) or {flag}-provider")
+    security = (o.security or (preset.imap_security if preset else "ssl")).lower()
+    if security not in SECURITIES:
+        raise UsageError(f"{flag}-security must be one of ssl, starttls, none (got '{o.security}')")
+    port = o.port or (preset.imap_port if preset and not o.host else None) or (993 if security == "ssl" else 143)
+    if not 0 < port < 65536:
+        raise UsageError(f"{flag}-port {port} is not a port number (1-65535)")
+    username = o.username
+    if not username and preset and preset.username == "localpart":
+        username = o.email.partition("@")[0]
+    password: Secret | None = None
+    token: TokenProvider | None = None
+    if o.oauth_token:
+        token = _token_provider(o.oauth_token, f"{flag}-oauth-token")
+    elif o.password:
+        password = resolve_secret(o.password, what=f"{flag}-password")
+    else:
+        token = _stored_signin(preset, o.email) if preset is not None else None
+        if token is None:
+            if not o.interactive:
+                raise UsageError(f"no password for the {o.role} account {o.email}",
+                                 hint=f"pass {flag}-password env:NAME or file:PATH (or run interactively)")
+            password = Secret(getpass.getpass(f"Password for {o.role} {username or o.email}: "))
+    account = ImapAccount(email=o.email, host=host, port=port, security=security,  # type: ignore[arg-type]
+                          username=username, password=password, oauth_token=token,
+                          oauth_mechanism=o.oauth_mechanism, ca_file=o.ca_file, insecure=o.insecure,
+                          timeout=o.timeout, provider=preset.name if preset else None)
+    if o.ca_file and not os.path.exists(o.ca_file):
+        raise UsageError(f"{flag}-ca-file {o.ca_file} does not exist")
+
+    def factory() -> Endpoint:
+        from .imap import connect
+        return connect(account)
+
+    hooks = None
+    if preset is not None:
+        hooks = providers.hooks_for(preset)
+    return Side(label=account.label, email=o.email, factory=factory, provider=preset.name if preset else None,
+                connection_cap=preset.quirks.max_connections if preset else None,
+                append_limit=preset.quirks.append_limit if preset else None, hooks=hooks,
+                special_folders=dict(preset.special_folders) if preset else {},
+                smtp=(preset.smtp_host, preset.smtp_port, preset.smtp_security)
+                if preset and preset.smtp_host and preset.smtp_port and preset.smtp_security else None,
+                password=password, login=account.login)
+
+
+def _stored_signin(preset: object, email: str) -> TokenProvider | None:
+    """A token provider from ``mailmigrate auth`` (stored refresh token), if one exists."""
+    try:
+        from .oauth import stored_token_provider
+    except ImportError:
+        return None
+    return stored_token_provider(preset, email)
+
+
+def _local_side(o: SideOptions) -> Side:
+    if o.maildir:
+        store = LocalStore("maildir", Path(o.maildir).expanduser(), o.email)
+        if o.role == "source" and not store.path.is_dir():
+            raise UsageError(f"--source-maildir {store.path} is not a directory")
+
+        def factory() -> Endpoint:
+            from .local.maildir import MaildirEndpoint
+            return MaildirEndpoint(store.path, create=o.role == "target")
+    else:
+        assert o.mbox is not None
+        store = LocalStore("mbox", Path(o.mbox).expanduser(), o.email)
+        if not store.path.exists():
+            raise UsageError(f"--source-mbox {store.path} does not exist")
+
+        def factory() -> Endpoint:
+            from .local.mbox import MboxEndpoint
+            return MboxEndpoint(store.path)
+    return Side(label=store.label, email=o.email, factory=factory)
+
+
+def security_value(value: str | None) -> Security | None:
+    if value is None:
+        return None
+    v = value.lower()
+    if v not in SECURITIES:
+        raise UsageError(f"security must be one of ssl, starttls, none (got '{value}')")
+    return v  # type: ignore[return-value]
