@@ -83,6 +83,7 @@ def import_(
     connections: Annotated[int, Opt(help="Parallel connections per side (capped by the provider preset).")] = 4,
     timeout: Annotated[float, Opt(help="Network read timeout in seconds.")] = 60.0,
     retries: Annotated[int, Opt(help="Retries per folder after a dropped connection or throttling.")] = 8,
+    batch_size: Annotated[int, Opt(help="Messages per APPEND batch (also capped at 8 MB).")] = 100,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No live progress.")] = False,
 ) -> None:
     """Copy every folder and message of one account into another (re-runs copy only what is new)."""
@@ -93,6 +94,8 @@ def import_(
     try:
         if connections < 1 or connections > 32:
             raise UsageError(f"--connections {connections} is out of range", hint="use 1 to 32")
+        if batch_size < 1:
+            raise UsageError(f"--batch-size {batch_size} must be at least 1")
         if insecure:
             err.print("[bold red]WARNING: --insecure: TLS certificates are NOT verified; anyone on the network "
                       "path can read your mail and passwords.[/]")
@@ -106,7 +109,7 @@ def import_(
                           oauth_token=target_oauth_token, maildir=target_maildir, timeout=timeout)
         req = ImportRequest(source=src, target=dst, include=include or [], exclude=exclude or [],
                             map_folder=_parse_maps(map_folder or []), dry_run=dry_run, journal=journal,
-                            report_path=report, connections=connections, retries=retries,
+                            report_path=report, connections=connections, retries=retries, batch_count=batch_size,
                             rerun_command=_rerun_command(sys.argv[1:]), progress=not quiet)
         result = run_import(req)
     except MigrateError as exc:

@@ -26,6 +26,7 @@ class ImportRequest:
     retries: int = 8
     retry_base: float = 1.0
     batch_bytes: int = 8_000_000
+    batch_count: int = 100
     rerun_command: str | None = None
     progress: bool = True
 
@@ -50,7 +51,7 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
         journal_path=(req.journal or default_journal_path(dst.label)).expanduser().resolve(),
         source_email=src.email, target_email=dst.email, dry_run=req.dry_run, include=req.include,
         exclude=req.exclude, map_folder=req.map_folder, connections=connections, retries=req.retries,
-        retry_base=req.retry_base, batch_bytes=req.batch_bytes, append_limit=dst.append_limit,
+        retry_base=req.retry_base, batch_bytes=req.batch_bytes, batch_count=req.batch_count, append_limit=dst.append_limit,
         flag_filter=getattr(hooks, "filter_flags", None), prepare_body=_prepare(hooks),
         target_special=dst.special_folders, rerun_command=req.rerun_command)
 

@@ -17,6 +17,8 @@ The steps, each safe to interrupt at any point:
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +59,21 @@ def _batches(metas: Sequence[MessageMeta], max_bytes: int, max_count: int) -> It
         size += m.size
     if batch:
         yield batch
+
+
+_FAULT = os.environ.get("MAILMIGRATE_FAULT", "")  # test-only crash injection, e.g. "after-append:25"
+_fault_count = 0
+
+
+def _fault_point(name: str, n: int) -> None:
+    """Kill this process hard at a named point (reliability tests: the APPEND happened on the
+    server but its journal commit did not). Inert unless MAILMIGRATE_FAULT names the point."""
+    global _fault_count
+    if not _FAULT.startswith(name + ":"):
+        return
+    _fault_count += n
+    if _fault_count >= int(_FAULT.split(":", 1)[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class FolderSync:
@@ -261,6 +278,7 @@ class FolderSync:
             items.append(AppendItem(body=body, flags=flags, internaldate=raw.internaldate))
             order.append(m)
         results = self.dst.append(self.target, items) if items else []
+        _fault_point("after-append", len(results))
         rows = []
         nbytes = 0
         copied = 0

@@ -60,6 +60,7 @@ class JobSpec:
     map_folder: dict[str, str] = field(default_factory=dict)
     connections: int = 4
     batch_bytes: int = 8_000_000
+    batch_count: int = 100
     retries: int = 8
     retry_base: float = 1.0  # seconds; doubled per attempt, capped at 60
     append_limit: int | None = None  # provider preset cap (APPENDLIMIT is read from the server)
@@ -304,6 +305,7 @@ class Job:
         assert m.target is not None
         settings = SyncSettings(
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
+            batch_count=self.spec.batch_count,
             append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
             prepare_body=self.spec.prepare_body)
         if all_mail:

@@ -1,0 +1,389 @@
+"""Read and validate the CSV file of ``mailmigrate batch``.
+
+The whole file is checked before anything connects, and every problem is reported at once with
+its physical line number, so a user fixes the file in one pass. Secrets are never echoed:
+password cells are only tested for being empty or for resolving (``env:`` / ``file:``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import ipaddress
+import os
+import re
+import shlex
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+
+COLUMNS: tuple[str, ...] = (
+    "source_email", "source_password", "source_provider", "source_host", "source_port",
+    "source_security", "source_username", "target_email", "target_password", "target_provider",
+    "target_host", "target_port", "target_security", "target_username", "notify",
+)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("source_oauth_token", "target_oauth_token")
+SECURITIES = ("ssl", "starttls", "none")
+MAX_FILE_BYTES = 1_000_000  # 25 rows never need more; stops a wrong file (a mailbox dump) early
+_KNOWN = frozenset(COLUMNS + OPTIONAL_COLUMNS)
+_REFS = ("env:", "file:")
+
+SignInCheck = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True, repr=False)
+class SideSpec:
+    email: str
+    provider: str  # resolved preset name, or "imap"
+    host: str
+    port: int
+    security: str
+    username: str | None = None
+    password_ref: str | None = None  # raw cell: "env:X", "file:P" or the literal password
+    oauth_token_ref: str | None = None
+
+    def __repr__(self) -> str:
+        def hide(v: str | None) -> str:
+            return "None" if v is None else "'********'"
+
+        return (f"SideSpec(email={self.email!r}, provider={self.provider!r}, host={self.host!r}, "
+                f"port={self.port}, security={self.security!r}, username={self.username!r}, "
+                f"password_ref={hide(self.password_ref)}, oauth_token_ref={hide(self.oauth_token_ref)})")
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    line: int
+    source: SideSpec
+    target: SideSpec
+    notify: tuple[str, ...] = ()
+
+    @property
+    def row_id(self) -> str:
+        """Stable across runs and edits of other rows: names the per-row journal."""
+        s, t = self.source, self.target
+        key = f"{s.email.lower()}|{s.host.lower()}|{t.email.lower()}|{t.host.lower()}"
+        return hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
+
+
+@dataclass
+class CsvProblem:
+    line: int
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}, {self.column}" if self.column else f"line {self.line}"
+        return f"{where}: {self.message}"
+
+
+class CsvInvalid(UsageError):
+    """The batch file has problems; ``problems`` lists them all, sorted by line."""
+
+    reference = "batch-csv-invalid"
+
+    def __init__(self, problems: list[CsvProblem], *, name: str = "batch.csv") -> None:
+        self.problems = sorted(problems, key=lambda p: p.line)
+        n = len(self.problems)
+        super().__init__(f"{name} has {n} problem{'' if n == 1 else 's'}",
+                         hint="fix them and run again; nothing was imported")
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+# --- low-level checks -------------------------------------------------------------------
+
+_LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")  # letters/digits (IDN too), inner hyphens
+_LOCAL_BAD = re.compile(r'[\s\x00-\x1f\x7f<>()\[\],;:"\\@]')
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def _is_address(s: str) -> bool:
+    local, at, domain = s.rpartition("@")
+    if not at or not local or len(s) > 254 or _LOCAL_BAD.search(local):
+        return False
+    labels = domain.split(".")
+    return (len(labels) >= 2 and all(_LABEL.fullmatch(x) for x in labels)
+            and not labels[-1].isdigit())  # no IP literals in addresses
+
+
+def _is_host(h: str) -> bool:
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        pass
+    return len(h) <= 253 and all(_LABEL.fullmatch(x) for x in h.split("."))
+
+
+def _ref_problem(ref: str) -> str | None:
+    """Why an ``env:``/``file:`` reference would not resolve (never the secret itself)."""
+    try:
+        if ref.startswith("env:"):
+            name = ref[4:]
+            if not name:
+                return "env: needs a variable name (env:NAME)"
+            if not os.environ.get(name):
+                return f"environment variable {name} is not set"
+        elif ref.startswith("file:"):
+            path = Path(ref[5:]).expanduser()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return f"file {path} does not exist"
+            except (OSError, UnicodeDecodeError) as exc:
+                return f"cannot read file {path} ({type(exc).__name__})"
+            if not text.rstrip("\r\n"):
+                return f"file {path} is empty"
+    except ValueError:  # NUL bytes in a name or path
+        return "invalid env:/file: reference"
+    return None
+
+
+# --- tokenising -------------------------------------------------------------------------
+
+
+def _header_cells(line: str, sep: str) -> list[str]:
+    try:
+        cells = next(csv.reader([line], delimiter=sep), [])
+    except csv.Error:
+        return []
+    return [c.strip().lstrip("\ufeff").lower() for c in cells]
+
+
+def _tokenize(text: str) -> tuple[int, list[str], str, list[tuple[int, list[str]]], list[CsvProblem]]:
+    """Split into (header line, column names, separator, [(line, cells)], parse problems)."""
+    lines = io.StringIO(text, newline="").readlines()  # splits like csv does: \n, \r\n, \r
+    hdr = next((i for i, ln in enumerate(lines)
+                if ln.strip() and not ln.lstrip().lstrip('"').startswith("#")), None)
+    if hdr is None:
+        return 1, [], ",", [], [CsvProblem(1, None, "the file is empty: the first line must be the header "
+                                                    + ",".join(COLUMNS))]
+    # Sniff from the header only: the separator that yields the most known column names wins.
+    sep = max((",", ";"), key=lambda s: (sum(c in _KNOWN for c in _header_cells(lines[hdr], s)),
+                                         len(_header_cells(lines[hdr], s)), s == ","))
+    names = _header_cells(lines[hdr], sep)
+    rows: list[tuple[int, list[str]]] = []
+    problems: list[CsvProblem] = []
+    reader = csv.reader(lines[hdr + 1:], delimiter=sep)
+    done = 0
+    try:
+        for cells in reader:
+            start, done = hdr + 2 + done, reader.line_num
+            if any(c.strip() for c in cells) and not cells[0].strip().startswith("#"):
+                rows.append((start, cells))
+    except csv.Error as exc:
+        problems.append(CsvProblem(hdr + 2 + done, None, f"cannot parse this line ({exc})"))
+    return hdr + 1, names, sep, rows, problems
+
+
+def _header_problems(names: list[str]) -> tuple[list[str], bool]:
+    """Messages about the header, and whether rows can still be read by column name."""
+    names = list(names)
+    while names and not names[-1]:  # spreadsheets like to append empty columns
+        names.pop()
+    if not any(c in _KNOWN for c in names):
+        return [f"missing header: the first line must be the column names {','.join(COLUMNS)}"], False
+    msgs: list[str] = []
+    missing = [c for c in COLUMNS if c not in names]
+    unknown = [c or "(empty)" for c in names if c not in _KNOWN]
+    dupes = sorted({c for c in names if c in _KNOWN and names.count(c) > 1})
+    if missing:
+        msgs.append(f"missing columns: {', '.join(missing)}")
+    if unknown:
+        msgs.append(f"unknown columns: {', '.join(unknown)}")
+    if dupes:
+        msgs.append(f"columns appear twice: {', '.join(dupes)}")
+    present = [c for c in names if c in _KNOWN]
+    expected = list(COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in names]
+    if not missing and not dupes and present != expected:
+        i = next(i for i, (a, b) in enumerate(zip(present, expected, strict=True)) if a != b)
+        msgs.append(f"columns out of order: found {present[i]!r} where {expected[i]!r} belongs "
+                    f"(order: {','.join(expected)})")
+    return msgs, not (missing or dupes)
+
+
+# --- one side of a row ------------------------------------------------------------------
+
+
+def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
+          signin: SignInCheck) -> SideSpec | None:
+    from .. import providers  # lazily: the preset table is only needed here
+
+    before = len(problems)
+
+    def bad(col: str, msg: str) -> None:
+        problems.append(CsvProblem(line, f"{side}_{col}", msg))
+
+    email = rec[f"{side}_email"]
+    email_ok = bool(email) and _is_address(email)
+    if not email:
+        bad("email", "empty required field")
+    elif not email_ok:
+        bad("email", f"{_show(email)} is not an email address")
+    host = rec[f"{side}_host"].lower()
+    if host and not _is_host(host):
+        bad("host", f"{_show(host)} is not a host name or IP address")
+    name = rec[f"{side}_provider"].lower()
+    preset = None
+    if name:
+        try:
+            preset = providers.get(name)
+        except UsageError:
+            bad("provider", f"unknown provider {_show(name)} (known: {', '.join(providers.names())})")
+    elif email_ok:
+        preset = providers.detect(email)
+        if preset is None and host:
+            preset = providers.get("imap")
+        elif preset is None:
+            bad("provider", f"cannot detect provider for domain {email.rpartition('@')[2]}: "
+                            f"set {side}_provider or {side}_host")
+    port: int | None = None
+    if cell := rec[f"{side}_port"]:
+        port = int(cell) if re.fullmatch(r"[0-9]{1,5}", cell) else 0
+        if not 1 <= port <= 65535:
+            bad("port", f"{_show(cell)} is not a port (1-65535)")
+    security = rec[f"{side}_security"].lower()
+    if security and security not in SECURITIES:
+        bad("security", f"{_show(rec[f'{side}_security'])} is not a security mode (ssl, starttls or none)")
+
+    pw, tok = rec[f"{side}_password"] or None, rec.get(f"{side}_oauth_token") or None
+    if pw and pw.startswith(_REFS) and (why := _ref_problem(pw)):
+        bad("password", why)
+    if tok and not tok.startswith(_REFS):
+        bad("oauth_token", "must be env:NAME or file:PATH (keep tokens out of the CSV)")
+    elif tok and (why := _ref_problem(tok)):
+        bad("oauth_token", why)
+    if pw and tok:
+        bad("password", f"give {side}_password or {side}_oauth_token, not both")
+    if preset is not None:
+        if not (host or preset.imap_host):
+            bad("host", f"provider {preset.name} needs a host: set {side}_host")
+        if not pw and not tok:
+            if preset.oauth == "google":
+                if not (email_ok and signin(preset.name, email)):
+                    bad("password", f"Google rows need an app password (or run "
+                                    f"`mailmigrate auth {preset.name} --email {email}` first)")
+            elif preset.oauth is None:
+                bad("password", f"empty password: {preset.name} has no OAuth sign-in, "
+                                "give a password, env:NAME or file:PATH")
+        elif pw and not {"password", "app-password"} & set(preset.auth):
+            bad("password", f"{preset.name} does not accept passwords: leave {side}_password empty "
+                            f"to use a stored sign-in (`mailmigrate auth {preset.name} --email {email}`)")
+    if preset is None or len(problems) > before:
+        return None
+
+    # Host, port and security override the preset; a lone port or security implies the other.
+    pport, psec = preset.imap_port or 993, preset.imap_security or "ssl"
+    if not security:
+        security = psec if port in (None, pport) else {993: "ssl", 143: "starttls"}.get(port or 0, psec)
+    if port is None:
+        port = pport if security == psec else (993 if security == "ssl" else 143)
+    return SideSpec(email=email, provider=preset.name, host=host or preset.imap_host, port=port,
+                    security=security, username=rec[f"{side}_username"] or None,
+                    password_ref=pw, oauth_token_ref=tok)
+
+
+# --- public API -------------------------------------------------------------------------
+
+
+def read_batch(path: Path, *, has_stored_signin: SignInCheck | None = None,
+               max_rows: int = 25) -> list[BatchRow]:
+    """Parse and validate the whole file; raise ``CsvInvalid`` listing every problem."""
+    path = Path(path)
+    signin: SignInCheck = has_stored_signin or (lambda provider, email: False)
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist", hint="check the file name") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({type(exc).__name__})", hint="check permissions") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"{path} is too large for a batch file (over {MAX_FILE_BYTES} bytes)",
+                         hint="is this the right file?")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise CsvInvalid([CsvProblem(line, None, "not UTF-8: save the file as UTF-8 CSV")],
+                         name=path.name) from None
+
+    hdr_line, names, sep, raw_rows, problems = _tokenize(text)
+    msgs, usable = _header_problems(names) if names or not problems else ([], False)
+    problems += [CsvProblem(hdr_line, None, m) for m in msgs]
+    if not usable:
+        raise CsvInvalid(problems, name=path.name)
+
+    rows: list[BatchRow] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for count, (line, cells) in enumerate(raw_rows, start=1):
+        if count == max_rows + 1:
+            problems.append(CsvProblem(line, None, f"more than {max_rows} rows: split the file "
+                                                   f"({len(raw_rows)} rows)"))
+        if len(cells) != len(names):
+            hint = (f"quote values that contain {sep!r} or '\"'" if len(cells) > len(names)
+                    else "is a quote not closed?" if any("\n" in c or "\r" in c for c in cells)
+                    else "check separators and quotes")
+            problems.append(CsvProblem(line, None, f"{len(cells)} fields, expected {len(names)}: {hint}"))
+            continue
+        rec = {n: c.strip() for n, c in zip(names, cells, strict=True) if n in _KNOWN}
+        source = _side(rec, "source", line, problems, signin)
+        target = _side(rec, "target", line, problems, signin)
+        notify = tuple(a.strip() for a in rec["notify"].split(";") if a.strip())
+        for addr in notify:
+            if not _is_address(addr):
+                extra = " (separate addresses with ';')" if "," in addr else ""
+                problems.append(CsvProblem(line, "notify", f"{_show(addr)} is not an email address{extra}"))
+        if source is None or target is None:
+            continue
+        if (source.email.lower(), source.host) == (target.email.lower(), target.host):
+            problems.append(CsvProblem(line, None, "source and target are the same mailbox"))
+            continue
+        key = (source.email.lower(), source.host, target.email.lower(), target.host)
+        if key in seen:
+            problems.append(CsvProblem(line, None, f"duplicate row: same source and target as line {seen[key]}"))
+            continue
+        seen[key] = line
+        rows.append(BatchRow(line=line, source=source, target=target, notify=notify))
+    if not raw_rows and not problems:
+        problems.append(CsvProblem(hdr_line, None, "no accounts: add one row per mailbox below the header"))
+    if problems:
+        raise CsvInvalid(problems, name=path.name)
+    return rows
+
+
+def template_text() -> str:
+    """The model file users download and fill in (``templates/batch.csv``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "templates" / "batch.csv", here.parents[1] / "templates" / "batch.csv"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise UsageError("the batch.csv template is missing from this installation", hint="reinstall mailmigrate")
+
+
+def check_permissions(path: Path | str) -> str | None:
+    """A warning when other users can read a file that holds literal passwords."""
+    path = Path(path)
+    try:
+        if os.name != "posix" or not path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            return None
+        text = path.read_bytes()[: MAX_FILE_BYTES].decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    _, names, _, raw_rows, _ = _tokenize(text)
+    cols = [i for i, n in enumerate(names) if n in ("source_password", "target_password")]
+    literal = any(i < len(cells) and cells[i].strip() and not cells[i].strip().startswith(_REFS)
+                  for _, cells in raw_rows for i in cols)
+    if not literal:
+        return None
+    return (f"{path.name} is readable by other users and holds plaintext passwords: "
+            f"chmod 600 {shlex.quote(str(path))}")

@@ -1,0 +1,180 @@
+"""The one place where socket, TLS, imaplib/imapclient failures and IMAP server answers
+become ``migrate.errors`` types.
+
+Callers pass only a host:port label, a short description of what was being done and the
+server's answer; never the account object, a password or a token. ``MigrateError`` runs
+``redact`` over every message as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+
+from ..errors import (
+    AuthFailed,
+    ConnectFailed,
+    ConnectionLost,
+    FolderRefused,
+    MessageError,
+    MessageTooBig,
+    MigrateError,
+    OverQuota,
+    Throttled,
+    TlsFailed,
+)
+
+CONNECT_HINT = "check the host and port"
+TLS_HINT = ("pass the server's CA certificate with --source-ca-file/--target-ca-file, "
+            "or --insecure to skip verification (not recommended)")
+AUTH_HINT = ("check the login and password; providers with two-factor login "
+             "(Gmail, Outlook, Yahoo, iCloud, GMX) need an app password")
+QUOTA_HINT = "free space on the target (or raise its quota), then re-run: the job resumes"
+
+_BACKOFF = re.compile(r"Suggested Backoff Time:\s*(\d+)\s*milli", re.IGNORECASE)
+_TOO_BIG = ("[TOOBIG]", "[LIMIT]", "TOO BIG", "TOO LARGE", "SIZE EXCEEDS", "MESSAGE SIZE")
+
+
+def text_of(data: object) -> str:
+    """A server answer (bytes, list of bytes, exception) as one printable line."""
+    if isinstance(data, BaseException):
+        data = str(data)
+    if isinstance(data, list | tuple):
+        data = b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d is not None)
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    text = " ".join(str(data).split())
+    # imaplib/imapclient wrap answers as "... [b'NO text']": keep just the server's words.
+    text = re.sub(r"b'(.*?)'", r"\1", text)
+    # Drop imaplib's "create failed: " prefix and Dovecot's "(0.001 + 0.000 secs)" timing.
+    text = re.sub(r"^(?:command: )?[a-z]+ (?:failed:|=>)\s*", "", text)
+    text = re.sub(r"\s*\((?:[\d.]+ \+ )*[\d.]+ secs\)", "", text)
+    return text[:500]
+
+
+def transient(text: str, what: str) -> MigrateError | None:
+    """Throttling, quota and "try later" answers, which can come back from any command."""
+    upper = text.upper()
+    if "[OVERQUOTA]" in upper or "QUOTA" in upper:
+        # Not transient: nothing fits until someone frees space; the job stops resumably.
+        return OverQuota(f"{what}: the target is over quota: {text}", hint=QUOTA_HINT)
+    m = _BACKOFF.search(text)
+    if m:
+        # Exchange/Outlook rate limiting: the server tells us exactly how long to wait.
+        return Throttled(f"{what}: server throttled the connection: {text}", delay=int(m.group(1)) / 1000)
+    if "[THROTTLED]" in upper:
+        # Gmail/Yahoo-style rate limit that lifts after a pause.
+        return Throttled(f"{what}: server throttled the connection: {text}")
+    if "SERVER ERROR - PLEASE TRY AGAIN LATER" in upper:
+        # Exchange Online's generic backend hiccup; it says itself to try again.
+        return Throttled(f"{what}: server asked to try again later: {text}", delay=30.0)
+    if "[UNAVAILABLE]" in upper:
+        # RFC 5530: a backend is temporarily unavailable.
+        return Throttled(f"{what}: server temporarily unavailable: {text}", delay=10.0)
+    if "[INUSE]" in upper:
+        # RFC 5530: the mailbox is locked by another session for a moment.
+        return Throttled(f"{what}: folder in use by another session: {text}", delay=5.0)
+    return None
+
+
+def connect_error(exc: BaseException, where: str) -> MigrateError:
+    """A failure while opening the connection, before or during TLS (``where`` = host:port)."""
+    if isinstance(exc, MigrateError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "verification failed"
+        return TlsFailed(f"TLS certificate of {where} not accepted: {reason}", hint=TLS_HINT)
+    if isinstance(exc, ssl.SSLError):
+        return TlsFailed(f"TLS handshake with {where} failed: {exc.reason or exc}",
+                         hint="check that the port speaks the chosen security (ssl vs starttls)")
+    if isinstance(exc, socket.gaierror):
+        return ConnectFailed(f"cannot resolve {where}: {exc.strerror}", hint=CONNECT_HINT)
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectFailed(f"connection to {where} refused", hint=CONNECT_HINT)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return ConnectFailed(f"connection to {where} timed out",
+                             hint=CONNECT_HINT + ", and ssl (usually 993) vs starttls (usually 143)")
+    if isinstance(exc, imaplib.IMAP4.abort | EOFError | ConnectionResetError | BrokenPipeError):
+        # The server hung up during the greeting; often a per-IP connection limit.
+        return transient(text_of(exc), f"connect {where}") or ConnectionLost(
+            f"{where} closed the connection during the greeting: {text_of(exc)}")
+    if isinstance(exc, imaplib.IMAP4.error):
+        # A BYE/NO greeting ("too many connections") is worth another try later.
+        return transient(text_of(exc), f"connect {where}") or ConnectionLost(
+            f"{where} refused the session: {text_of(exc)}")
+    if isinstance(exc, OSError):
+        return ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}", hint=CONNECT_HINT)
+    return ConnectFailed(f"cannot connect to {where}: {type(exc).__name__}", hint=CONNECT_HINT)
+
+
+def login_refusal(text: str, who: str, *, oauth: bool) -> MigrateError:
+    """LOGIN/AUTHENTICATE answered NO (or BAD)."""
+    found = transient(text, f"login {who}")
+    if found is not None:
+        return found
+    upper = text.upper()
+    if "[PRIVACYREQUIRED]" in upper or "PLAINTEXT" in upper or "LOGINDISABLED" in upper:
+        return AuthFailed(f"login {who} refused without TLS: {text}", hint="use security ssl or starttls")
+    if oauth:
+        return AuthFailed(f"login {who} rejected the OAuth token (twice): {text}",
+                          hint="check the OAuth client, its scopes (IMAP access) and the account name")
+    return AuthFailed(f"login {who} failed: {text}", hint=AUTH_HINT)
+
+
+def is_connection_loss(exc: BaseException) -> bool:
+    return isinstance(exc, imaplib.IMAP4.abort | OSError | EOFError)
+
+
+def command_error(exc: BaseException, what: str) -> MigrateError:
+    """An exception raised by imapclient during a command after login.
+
+    Returns a ``ConnectionLost`` for any transport failure, else the transient/quota class, else
+    a generic ``MessageError`` carrying the server's text (callers that know better, e.g.
+    CREATE or APPEND, look at the text first).
+    """
+    if isinstance(exc, MigrateError):
+        return exc
+    text = text_of(exc)
+    found = transient(text, what)
+    if found is not None:
+        return found
+    if isinstance(exc, TimeoutError | socket.timeout):
+        # A read timed out: the server or network stalled; a new connection usually works.
+        return ConnectionLost(f"{what}: no answer from the server (timeout)")
+    if is_connection_loss(exc):
+        # BYE, EOF, reset or broken pipe: this connection is gone, a new one will do.
+        return ConnectionLost(f"{what}: connection lost: {text or type(exc).__name__}")
+    return MessageError(f"{what}: {text}")
+
+
+def append_refusal(text: str, what: str) -> MigrateError:
+    """APPEND answered NO/BAD: quota/throttling affect the job, anything else only this message."""
+    found = transient(text, what)
+    if found is not None:
+        return found
+    upper = text.upper()
+    if any(marker in upper for marker in _TOO_BIG):
+        return MessageTooBig(f"{what}: {text}")
+    return MessageError(f"{what}: {text}")
+
+
+def is_flag_refusal(text: str) -> bool:
+    return "FLAG" in text.upper() or "KEYWORD" in text.upper()
+
+
+def already_exists(text: str) -> bool:
+    return "[ALREADYEXISTS]" in text.upper() or "ALREADY EXISTS" in text.upper()
+
+
+def folder_refusal(text: str, name: str) -> MigrateError:
+    """CREATE answered NO/BAD."""
+    return transient(text, f"create folder {name!r}") or FolderRefused(
+        f"server refused to create folder {name!r}: {text}")
+
+
+def select_refusal(text: str, name: str) -> MigrateError:
+    """SELECT/EXAMINE answered NO (missing folder, \\Noselect, no rights)."""
+    return transient(text, f"open folder {name!r}") or FolderRefused(
+        f"cannot open folder {name!r}: {text}")

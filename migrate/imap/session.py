@@ -1,0 +1,359 @@
+"""``ImapEndpoint``: the ``Endpoint`` protocol over one imapclient connection.
+
+One instance = one connection, used by one thread. Every call into imapclient goes through
+``_run`` so that each failure is classified once (``classify``) and a lost connection is
+never reused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from imapclient import IMAPClient
+from imapclient import exceptions as imap_exc
+
+from ..accounts import ImapAccount
+from ..errors import ConnectionLost, FolderRefused, MigrateError
+from ..models import (
+    NON_COPYABLE_FLAGS,
+    SPECIAL_USES,
+    AppendItem,
+    AppendResult,
+    Capabilities,
+    FolderInfo,
+    FolderStatus,
+    MessageMeta,
+    Namespace,
+    RawMessage,
+)
+from . import classify, wire
+from .append import append_items
+
+T = TypeVar("T")
+
+META_BATCH = 500  # UIDs per metadata FETCH: one ~100 KB answer, few round trips
+BODY_BATCH = 50  # messages per body FETCH; the engine sizes its uid lists for memory
+TEXT_HEAD = 4096  # bytes of body text fetched for messages without Message-ID
+HEADER_FIELDS = "MESSAGE-ID DATE FROM TO CC SUBJECT"
+_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:")
+_SPECIAL = {s.lower(): s for s in SPECIAL_USES}
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _flags(raw: Sequence[bytes | str]) -> tuple[str, ...]:
+    return tuple(f for f in (_s(x) for x in raw) if f not in NON_COPYABLE_FLAGS)
+
+
+def _date(value: object) -> datetime | None:
+    """imapclient's aware datetime, re-zoned with a stdlib ``timezone`` (same instant)."""
+    if not isinstance(value, datetime):
+        return None
+    offset = value.utcoffset()
+    return value.replace(tzinfo=timezone(offset)) if offset is not None else value
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, tuple | list):
+        value = value[0] if value else None
+    return int(value) if isinstance(value, int | bytes | str) else None
+
+
+class ImapEndpoint:
+    """An IMAP mailbox. Connects lazily on first use (``connect()`` connects eagerly)."""
+
+    def __init__(self, account: ImapAccount) -> None:
+        self.account = account
+        self.label = account.label
+        self._client: IMAPClient | None = None
+        self._lost = False
+        self._caps: Capabilities | None = None
+        self._selected: str | None = None
+        self._writable = False
+        self._permanent: dict[str, frozenset[str] | None] = {}
+        self._namespace: Namespace | None = None
+        #: per ``append`` call: (index in items, keywords dropped because the server refused them)
+        self.last_dropped_flags: list[tuple[int, tuple[str, ...]]] = []
+
+    # --- connection -------------------------------------------------------------------
+
+    def open(self) -> ImapEndpoint:
+        if self._client is None:
+            if self._lost:
+                raise ConnectionLost(f"{self.label}: connection was lost; open a new endpoint")
+            self._client = wire.open_client(self.account)
+            self._read_capabilities()
+        return self
+
+    def _c(self) -> IMAPClient:
+        self.open()
+        assert self._client is not None
+        return self._client
+
+    def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call imapclient; classify failures and retire the connection if it broke."""
+        try:
+            return fn(*args, **kwargs)
+        except MigrateError as exc:
+            if isinstance(exc, ConnectionLost):
+                self._retire()
+            raise
+        except (imap_exc.IMAPClientError, OSError, EOFError) as exc:
+            err = classify.command_error(exc, f"{self.label}: {what}")
+            if isinstance(err, ConnectionLost) or classify.is_connection_loss(exc):
+                self._retire()
+            raise err from exc
+
+    def _retire(self) -> None:
+        client, self._client, self._lost = self._client, None, True
+        self._selected = None
+        if client is not None:
+            wire.drop(client)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self._selected = None
+        if client is not None:
+            try:
+                client.logout()
+            except Exception:  # closing a dead or half-closed connection: nothing to report
+                wire.drop(client)
+
+    def __enter__(self) -> ImapEndpoint:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- capabilities and namespace ---------------------------------------------------
+
+    def _read_capabilities(self) -> None:
+        c = self._client
+        assert c is not None
+        raw = frozenset(_s(x).upper() for x in self._run("CAPABILITY", c.capabilities))
+        limit = next((int(x.split("=", 1)[1]) for x in raw
+                      if x.startswith("APPENDLIMIT=") and x.split("=", 1)[1].isdigit()), None)
+        self._caps = Capabilities(
+            uidplus="UIDPLUS" in raw, multiappend="MULTIAPPEND" in raw, literal_plus="LITERAL+" in raw,
+            condstore="CONDSTORE" in raw or "QRESYNC" in raw, special_use="SPECIAL-USE" in raw,
+            append_limit=limit, permanent_flags=None, raw=raw)
+        if self._caps.condstore and "ENABLE" in raw:
+            # Makes SELECT/EXAMINE report HIGHESTMODSEQ and FETCH report MODSEQ (RFC 7162).
+            self._run("ENABLE CONDSTORE", c.enable, "CONDSTORE")
+
+    def capabilities(self) -> Capabilities:
+        """Server capabilities; ``permanent_flags`` are INBOX's (SELECTed once, lazily)."""
+        self._c()
+        assert self._caps is not None
+        if self._caps.permanent_flags is None and "INBOX" not in self._permanent:
+            try:
+                pf = self.permanent_flags("INBOX")
+            except FolderRefused:  # an odd server without a selectable INBOX: flags unknown
+                self._permanent["INBOX"] = pf = None
+            self._caps = replace(self._caps, permanent_flags=pf)
+        return self._caps
+
+    def permanent_flags(self, folder: str) -> frozenset[str] | None:
+        """PERMANENTFLAGS of ``folder``; None if the server did not say.
+
+        EXAMINE always answers ``PERMANENTFLAGS ()`` (read-only), so this SELECTs read-write;
+        the only side effect is that ``\\Recent`` is cleared, which we never copy.
+        """
+        if folder not in self._permanent:
+            self._select(folder, writable=True)
+        return self._permanent.get(folder)
+
+    def namespace(self) -> Namespace:
+        if self._namespace is None:
+            c = self._c()
+            ns = None
+            if c.has_capability("NAMESPACE"):
+                personal = self._run("NAMESPACE", c.namespace).personal
+                if personal:
+                    prefix, delim = personal[0]
+                    ns = Namespace(prefix=_s(prefix), delimiter=_s(delim) if delim else None)
+            if ns is None:
+                rows = self._run('LIST "" ""', c.list_folders, "", "")
+                delim = rows[0][1] if rows else None
+                ns = Namespace(prefix="", delimiter=_s(delim) if delim else None)
+            self._namespace = ns
+        return self._namespace
+
+    # --- folders ----------------------------------------------------------------------
+
+    def list_folders(self) -> list[FolderInfo]:
+        c = self._c()
+        assert self._caps is not None
+        if self._caps.special_use and "LIST-EXTENDED" in self._caps.raw:
+            rows = self._run("LIST", wire.list_with_special_use, c)
+        else:
+            rows = self._run("LIST", c.list_folders)
+        out: dict[str, FolderInfo] = {}
+        for raw_flags, raw_delim, name in rows:
+            flags = frozenset(_s(f) for f in raw_flags)
+            special = next((_SPECIAL[f.lower()] for f in flags if f.lower() in _SPECIAL), None)
+            delim = _s(raw_delim) if raw_delim else None
+            out[name] = FolderInfo(name=name, delimiter=delim, flags=flags, special_use=special)
+        # A server may list "a/b/c" without "a/b"; callers need the whole tree.
+        for info in list(out.values()):
+            if not info.delimiter:
+                continue
+            parts = info.name.split(info.delimiter)
+            for i in range(1, len(parts)):
+                parent = info.delimiter.join(parts[:i])
+                if parent and parent not in out:
+                    out[parent] = FolderInfo(parent, info.delimiter, frozenset({"\\Noselect"}))
+        return sorted(out.values(), key=lambda f: f.name)
+
+    def _try(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | str:
+        """Run a command; return the server's refusal text on NO/BAD instead of raising.
+
+        Transport failures and throttling/quota answers still raise (classified)."""
+        try:
+            return self._run(what, _plain_errors, fn, *args, **kwargs)
+        except _Refused as exc:
+            text = exc.text
+            found = classify.transient(text, f"{self.label}: {what}")
+            if found is not None:
+                raise found from None
+            return text
+
+    def create_folder(self, name: str) -> None:
+        self._c()
+        refused = self._try(f"CREATE {name!r}", self._c().create_folder, name)
+        if isinstance(refused, str) and not classify.already_exists(refused):
+            ns = self.namespace()
+            parent = name.rsplit(ns.delimiter, 1)[0] if ns.delimiter and ns.delimiter in name else ""
+            if not parent or parent + (ns.delimiter or "") == ns.prefix:
+                raise classify.folder_refusal(refused, name)
+            # Some servers do not create missing parents themselves (RFC 3501 only says SHOULD).
+            self.create_folder(parent)
+            refused = self._try(f"CREATE {name!r}", self._c().create_folder, name)
+            if isinstance(refused, str) and not classify.already_exists(refused):
+                raise classify.folder_refusal(refused, name)
+        # Subscription is cosmetic (some servers refuse it): a refusal is ignored.
+        self._try(f"SUBSCRIBE {name!r}", self._c().subscribe_folder, name)
+
+    def _select(self, folder: str, *, writable: bool, fresh: bool = False) -> dict[bytes, Any]:
+        """EXAMINE (read-only) or SELECT; reuses the current selection when it is enough."""
+        if not fresh and self._selected == folder and (self._writable or not writable):
+            return {}
+        c = self._c()
+        self._selected = None
+        resp = self._try(f"SELECT {folder!r}", c.select_folder, folder, readonly=not writable)
+        if isinstance(resp, str):
+            raise classify.select_refusal(resp, folder)
+        self._selected, self._writable = folder, writable and b"READ-WRITE" in resp
+        if writable:
+            pf = resp.get(b"PERMANENTFLAGS")
+            self._permanent[folder] = frozenset(_s(f) for f in pf) if pf is not None else None
+        return resp
+
+    def status(self, folder: str) -> FolderStatus:
+        resp = self._select(folder, writable=False, fresh=True)
+        return FolderStatus(uidvalidity=int(resp[b"UIDVALIDITY"]), uidnext=int(resp.get(b"UIDNEXT", 0)),
+                            exists=int(resp.get(b"EXISTS", 0)), highestmodseq=_int(resp.get(b"HIGHESTMODSEQ")))
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _uids(self, folder: str, uids: Sequence[int] | None, changed_since: int | None) -> list[int]:
+        if uids is not None:
+            return sorted(set(uids))
+        c = self._c()
+        if changed_since is not None and self._condstore():
+            # Only UIDs whose MODSEQ > changed_since; keeps a resume scan cheap.
+            return sorted(self._run("UID SEARCH MODSEQ", c.search, ["MODSEQ", str(changed_since + 1)]))
+        return sorted(self._run("UID SEARCH ALL", c.search, "ALL"))
+
+    def _condstore(self) -> bool:
+        self._c()
+        return bool(self._caps and self._caps.condstore)
+
+    def fetch_meta(self, folder: str, uids: Sequence[int] | None = None, *,
+                   changed_since: int | None = None, with_keys: bool = True) -> Iterator[MessageMeta]:
+        self._select(folder, writable=False)
+        c = self._c()
+        wanted = self._uids(folder, uids, changed_since)
+        items = ["UID", "RFC822.SIZE", "FLAGS", "INTERNALDATE"]
+        if with_keys:
+            items.append(f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]")
+        modifiers = None
+        if self._condstore():
+            items.append("MODSEQ")
+            if changed_since is not None:
+                modifiers = [f"CHANGEDSINCE {changed_since}"]
+        for start in range(0, len(wanted), META_BATCH):
+            batch = wanted[start:start + META_BATCH]
+            self._select(folder, writable=False)  # the caller may have used us between batches
+            got = self._run(f"UID FETCH meta {folder!r}", c.fetch, batch, items, modifiers)
+            heads: dict[int, bytes] = {}
+            if with_keys:
+                no_id = [u for u in sorted(got) if not _MESSAGE_ID.search(
+                    wire.fetch_key(got[u], b"BODY[HEADER.FIELDS") or b"")]
+                if no_id:
+                    text = self._run(f"UID FETCH text {folder!r}", c.fetch, no_id,
+                                     [f"BODY.PEEK[TEXT]<0.{TEXT_HEAD}>"])
+                    heads = {u: wire.fetch_key(d, b"BODY[TEXT]") or b"" for u, d in text.items()}
+            for uid in sorted(got):
+                d = got[uid]
+                yield MessageMeta(
+                    uid=uid, size=int(d.get(b"RFC822.SIZE", 0)), flags=_flags(d.get(b"FLAGS", ())),
+                    internaldate=_date(d.get(b"INTERNALDATE")),
+                    header=(wire.fetch_key(d, b"BODY[HEADER.FIELDS") or b"") if with_keys else b"",
+                    text_head=heads.get(uid) if uid in heads else None, modseq=_int(d.get(b"MODSEQ")))
+
+    def fetch_messages(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+        c = self._c()
+        wanted = sorted(set(uids))
+        for start in range(0, len(wanted), BODY_BATCH):
+            batch = wanted[start:start + BODY_BATCH]
+            self._select(folder, writable=False)
+            got = self._run(f"UID FETCH body {folder!r}", c.fetch, batch,
+                            ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
+            for uid in sorted(got):
+                d = got[uid]
+                body = d.get(b"BODY[]")
+                if not isinstance(body, bytes):
+                    continue  # expunged meanwhile: the server sent only flags
+                yield RawMessage(uid=uid, body=body, flags=_flags(d.get(b"FLAGS", ())),
+                                 internaldate=_date(d.get(b"INTERNALDATE")))
+
+    # --- writing ----------------------------------------------------------------------
+
+    def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendResult]:
+        self.last_dropped_flags = []
+        return append_items(self, folder, items)
+
+    def set_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        self._select(folder, writable=True)
+        c = self._c()
+        keep = [f for f in flags if f not in NON_COPYABLE_FLAGS]
+        self._run(f"UID STORE {uid} in {folder!r}", c.set_flags, [uid], keep, silent=True)
+
+
+class _Refused(MigrateError):
+    """A NO/BAD answer, as opposed to a broken connection; never leaves this module."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _plain_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except imap_exc.IMAPClientError as exc:
+        if classify.is_connection_loss(exc):
+            raise
+        raise _Refused(classify.text_of(exc)) from exc
+
+
+def connect(account: ImapAccount) -> ImapEndpoint:
+    """Connect, log in and read capabilities; raises only ``migrate.errors`` types."""
+    return ImapEndpoint(account).open()

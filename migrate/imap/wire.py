@@ -1,0 +1,191 @@
+"""Connection set-up and the few commands imapclient does not send the way we need.
+
+Everything here that reaches into imapclient internals (``_raw_command``, ``_literal``,
+``_imap``) is confined to this module so that an imapclient upgrade breaks one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import ssl
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from imapclient import IMAPClient
+from imapclient import exceptions as imap_exc
+from imapclient.datetime_util import datetime_to_INTERNALDATE
+
+from ..accounts import ImapAccount
+from ..errors import AuthFailed, MigrateError, TlsFailed
+from . import classify
+
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
+
+
+# --- connecting -------------------------------------------------------------------------
+
+
+def tls_context(account: ImapAccount) -> ssl.SSLContext:
+    """Verify certificate and host name unless the user explicitly chose --insecure."""
+    ctx = ssl.create_default_context(cafile=account.ca_file)
+    if account.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def open_client(account: ImapAccount) -> IMAPClient:
+    """Connect (TLS per ``account.security``) and log in; raise classified errors only."""
+    where = f"{account.host}:{account.port}"
+    ctx = tls_context(account) if account.security != "none" else None
+    try:
+        client = IMAPClient(account.host, port=account.port, ssl=account.security == "ssl",
+                            ssl_context=ctx, timeout=account.timeout)
+    except Exception as exc:
+        raise classify.connect_error(exc, where) from exc
+    try:
+        if account.security == "starttls":
+            if not client.has_capability("STARTTLS"):
+                # Never fall back to plain text: the password would cross the wire unencrypted.
+                raise TlsFailed(f"{where} does not offer STARTTLS",
+                                hint="use security ssl (usually port 993), or none only on a trusted network")
+            client.starttls(ctx)
+        login(client, account)
+    except BaseException as exc:
+        drop(client)
+        if isinstance(exc, MigrateError):
+            raise
+        if isinstance(exc, Exception):
+            raise classify.connect_error(exc, where) from None
+        raise
+    client.normalise_times = False  # keep INTERNALDATE's zone: aware datetimes
+    return client
+
+
+def login(client: IMAPClient, account: ImapAccount) -> None:
+    """Password LOGIN or OAuth (XOAUTH2/OAUTHBEARER, with one token refresh on rejection)."""
+    who = account.label
+    if account.oauth_token is not None:
+        mech = account.oauth_mechanism.upper()
+        for attempt in (1, 2):
+            token = account.oauth_token().get()  # a fresh token on the second attempt
+            try:
+                if mech == "OAUTHBEARER":
+                    client.oauthbearer_login(account.login, token)
+                else:
+                    client.oauth2_login(account.login, token, mech=mech)
+                return
+            except imap_exc.LoginError as exc:
+                text = classify.text_of(exc)
+                found = classify.transient(text, f"login {who}")
+                if found is not None or attempt == 2:
+                    raise (found or classify.login_refusal(text, who, oauth=True)) from None
+        return
+    if account.password is None:
+        raise AuthFailed(f"login {who}: no password or OAuth token given",
+                         hint="pass a password (or env:NAME / file:PATH) or configure OAuth")
+    try:
+        client.login(account.login, account.password.get())
+    except imap_exc.LoginError as exc:
+        raise classify.login_refusal(classify.text_of(exc), who, oauth=False) from None
+
+
+def drop(client: IMAPClient) -> None:
+    """Close the socket without LOGOUT."""
+    with contextlib.suppress(Exception):  # already closed: nothing left to release
+        client.shutdown()
+
+
+# --- commands imapclient sends differently --------------------------------------------
+
+
+def folder_arg(client: IMAPClient, name: str) -> bytes:
+    """Modified UTF-7, quoted, as bytes for ``_raw_command``."""
+    arg = client._normalise_folder(name)
+    return arg if isinstance(arg, bytes) else arg.encode("ascii")
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return b"(" + " ".join(flags).encode("utf-8") + b")"
+
+
+# Atom characters (RFC 3501): printable ASCII except atom-specials. A flag outside this would
+# make the server answer BAD in the middle of our command (see raw_append).
+_FLAG = re.compile(r"\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
+
+# Literals up to this size go non-synchronizing (LITERAL+); bigger ones wait for the server's "+"
+# so that a refusal (too big, over quota) arrives before we send megabytes, and a server that
+# stopped parsing our command never reads message text as commands.
+NONSYNC_MAX = 1024 * 1024
+
+
+def valid_flag(flag: str) -> bool:
+    return _FLAG.fullmatch(flag) is not None and flag != "\\*"
+
+
+def raw_append(client: IMAPClient, folder: str,
+               items: Sequence[tuple[bytes, Sequence[str], datetime | None]]) -> tuple[bool, bytes]:
+    """APPEND (one item) or MULTIAPPEND (several), each body sent byte-exact as a literal.
+
+    imapclient's ``append`` goes through ``imaplib.IMAP4.append``, which rewrites every bare LF
+    and CR to CRLF, so the command is written here with imaplib's primitives. Flags must already
+    be ``valid_flag``. Returns (ok, server text); a BAD answer raises ``imaplib.IMAP4.error``.
+    """
+    imap = client._imap
+    caps = client.capabilities()
+    nonsync_max = NONSYNC_MAX if b"LITERAL+" in caps else 4096 if b"LITERAL-" in caps else -1
+    tag: bytes = imap._new_tag()
+    line = tag + b" APPEND " + folder_arg(client, folder)
+    for body, flags, date in items:
+        if flags:
+            line += b" " + flag_list(flags)
+        if date is not None:
+            line += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
+        if len(body) <= nonsync_max:
+            imap.send(line + b" {%d+}\r\n" % len(body))
+        else:
+            imap.send(line + b" {%d}\r\n" % len(body))
+            while imap._get_response() is not None:  # None = the "+" continuation
+                if imap.tagged_commands.get(tag):
+                    break  # refused before the literal: the command is over
+            if imap.tagged_commands.get(tag):
+                break
+        imap.send(body)
+        line = b""
+    else:
+        imap.send(b"\r\n")
+    typ, data = imap._command_complete("APPEND", tag)
+    text = b" ".join(d for d in data if isinstance(d, bytes))
+    return typ == "OK", text
+
+
+def parse_appenduid(text: bytes) -> tuple[int | None, list[int]]:
+    """``[APPENDUID 38505 3955:3957]`` -> (38505, [3955, 3956, 3957])."""
+    m = _APPENDUID.search(text)
+    if m is None:
+        return None, []
+    uids: list[int] = []
+    for part in m.group(2).split(b","):
+        lo, _, hi = part.partition(b":")
+        a, b = int(lo), int(hi or lo)
+        uids.extend(range(min(a, b), max(a, b) + 1))
+    return int(m.group(1)), uids
+
+
+def list_with_special_use(client: IMAPClient) -> list[tuple[tuple[bytes, ...], bytes | None, str]]:
+    """``LIST "" "*" RETURN (SPECIAL-USE)``: RFC 6154 servers need not report \\Sent etc.
+    on a plain LIST; asking explicitly is the portable way."""
+    imap = client._imap
+    typ, dat = imap._simple_command("LIST", '""', '"*"', "RETURN (SPECIAL-USE)")
+    client._checkok("list", typ, dat)
+    typ, dat = imap._untagged_response(typ, dat, "LIST")
+    return client._proc_folder_list(dat)
+
+
+def fetch_key(data: dict[bytes, object], prefix: bytes) -> bytes | None:
+    """The value of the first fetch item whose name starts with ``prefix`` (``BODY[HEADER.FIELDS``)."""
+    for key, value in data.items():
+        if isinstance(key, bytes) and key.upper().startswith(prefix) and isinstance(value, bytes):
+            return value
+    return None

@@ -1,0 +1,125 @@
+"""Registry of provider presets (``presets/*.toml``) and their hooks.
+
+Presets are package data, loaded once and validated as a whole: a broken or conflicting file
+raises ``PresetError`` naming the file, so a bad preset can never ship silently.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
+
+from pydantic import ValidationError
+
+from migrate.errors import UsageError
+from migrate.providers.base import PresetError, ProviderHooks, ProviderPreset, Quirks
+
+__all__ = [
+    "PresetError",
+    "ProviderHooks",
+    "ProviderPreset",
+    "Quirks",
+    "all_presets",
+    "detect",
+    "get",
+    "hooks_for",
+    "load_preset_file",
+    "names",
+    "register",
+]
+
+_hooks: dict[str, type[ProviderHooks]] = {}
+
+
+def load_preset_file(file: Traversable) -> ProviderPreset:
+    """Parse and validate one preset file; its stem must equal its ``name``."""
+    label = getattr(file, "name", str(file))
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        preset = ProviderPreset.model_validate(data)
+    except (tomllib.TOMLDecodeError, ValidationError, UnicodeDecodeError) as exc:
+        raise PresetError(f"provider preset {label}: {exc}") from exc
+    stem = label.removesuffix(".toml")
+    if preset.name != stem:
+        raise PresetError(f"provider preset {label}: name {preset.name!r} does not match the file name")
+    return preset
+
+
+def _index(presets: Iterable[ProviderPreset]) -> tuple[dict[str, ProviderPreset], dict[str, str]]:
+    by_name: dict[str, ProviderPreset] = {}
+    by_domain: dict[str, str] = {}
+    for preset in presets:
+        for domain in preset.domains:
+            if domain in by_domain:
+                raise PresetError(
+                    f"provider preset {preset.name}.toml: domain {domain!r} already claimed by "
+                    f"{by_domain[domain]}.toml"
+                )
+            by_domain[domain] = preset.name
+        by_name[preset.name] = preset
+    return by_name, by_domain
+
+
+@cache
+def _registry() -> tuple[dict[str, ProviderPreset], dict[str, str]]:
+    folder = resources.files(__name__).joinpath("presets")
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+    if not files:
+        raise PresetError(f"no provider presets found in {folder} (package data missing?)")
+    return _index(load_preset_file(f) for f in files)
+
+
+def names() -> list[str]:
+    """All preset names, sorted."""
+    return sorted(_registry()[0])
+
+
+def all_presets() -> list[ProviderPreset]:
+    """All presets, sorted by name."""
+    by_name = _registry()[0]
+    return [by_name[n] for n in sorted(by_name)]
+
+
+def get(name: str) -> ProviderPreset:
+    """The preset called ``name`` (case-insensitive); UsageError if there is none."""
+    by_name = _registry()[0]
+    preset = by_name.get(name.strip().lower())
+    if preset is None:
+        raise UsageError(
+            f"unknown provider {name!r}",
+            hint=f"valid providers: {', '.join(sorted(by_name))}",
+            reference="unknown-provider",
+        )
+    return preset
+
+
+def detect(email: str) -> ProviderPreset | None:
+    """The preset whose domains include this address's domain, exactly; None if unknown."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at or not local:
+        return None
+    by_name, by_domain = _registry()
+    preset_name = by_domain.get(domain.lower().rstrip("."))
+    return by_name[preset_name] if preset_name else None
+
+
+def register(name: str) -> Callable[[type[ProviderHooks]], type[ProviderHooks]]:
+    """Class decorator: use this ``ProviderHooks`` subclass for the preset ``name``."""
+
+    def decorator(cls: type[ProviderHooks]) -> type[ProviderHooks]:
+        if not issubclass(cls, ProviderHooks):
+            raise TypeError(f"{cls.__name__} must subclass ProviderHooks")
+        if name in _hooks and _hooks[name] is not cls:
+            raise ValueError(f"hooks for provider {name!r} already registered: {_hooks[name].__name__}")
+        _hooks[name] = cls
+        return cls
+
+    return decorator
+
+
+def hooks_for(preset: ProviderPreset) -> ProviderHooks:
+    """The hooks object for ``preset``: its registered subclass, else the data-only base."""
+    return _hooks.get(preset.name, ProviderHooks)(preset)
