@@ -85,9 +85,22 @@ def import_(
     retries: Annotated[int, Opt(help="Retries per folder after a dropped connection or throttling.")] = 8,
     batch_size: Annotated[int, Opt(help="Messages per APPEND batch (also capped at 8 MB).")] = 100,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No live progress.")] = False,
+    no_notify: Annotated[bool, Opt("--no-notify", help="Send no confirmation mail.")] = False,
+    notify: Annotated[list[str] | None, Opt(help="Extra address for the confirmation mail (repeatable).")] = None,
+    lang: Annotated[str, Opt(help="Language of the confirmation mail: en, de, fr, it.")] = "en",
+    smtp_host: Annotated[str | None, Opt(help="SMTP relay for the confirmation mail (default: the target "
+                                              "provider's SMTP server with the target login).")] = None,
+    smtp_port: Annotated[int | None, Opt(help="SMTP port.")] = None,
+    smtp_security: Annotated[str | None, Opt(help="ssl | starttls | none (default starttls).")] = None,
+    smtp_user: Annotated[str | None, Opt(help="SMTP login.")] = None,
+    smtp_password: Annotated[str | None, Opt(help="SMTP password: env:NAME, file:PATH or the value.")] = None,
+    smtp_ca_file: Annotated[str | None, Opt(help="Trust this CA (PEM) for the SMTP server.")] = None,
+    notify_from: Annotated[str | None, Opt(help="Sender address of the confirmation mail.")] = None,
+    detach: Annotated[bool, Opt(help="Run in the background; print the job id and log path.")] = False,
 ) -> None:
     """Copy every folder and message of one account into another (re-runs copy only what is new)."""
     from migrate.api import ImportRequest, run_import
+    from migrate.notify.deliver import NotifyOptions
     from migrate.sides import SideOptions
     from migrate.ui import err, print_summary
 
@@ -110,7 +123,18 @@ def import_(
         req = ImportRequest(source=src, target=dst, include=include or [], exclude=exclude or [],
                             map_folder=_parse_maps(map_folder or []), dry_run=dry_run, journal=journal,
                             report_path=report, connections=connections, retries=retries, batch_count=batch_size,
-                            rerun_command=_rerun_command(sys.argv[1:]), progress=not quiet)
+                            rerun_command=_rerun_command(sys.argv[1:]), progress=not quiet,
+                            notify=NotifyOptions(enabled=not no_notify and not dry_run, lang=lang,
+                                                 extra=notify or [], sender=notify_from, smtp_host=smtp_host,
+                                                 smtp_port=smtp_port, smtp_security=smtp_security,
+                                                 smtp_user=smtp_user, smtp_password=smtp_password,
+                                                 ca_file=smtp_ca_file, insecure=insecure))
+        from migrate.notify.i18n import check_lang
+        check_lang(lang)
+        if detach:
+            from migrate.background import detach_import
+            detach_import(req, sys.argv[1:])
+            return
         result = run_import(req)
     except MigrateError as exc:
         _fail(exc)
@@ -133,6 +157,33 @@ def status(
         _fail(exc)
         return
     raise typer.Exit(code)
+
+
+@app.command("notify")
+def notify_cmd(
+    journal: Annotated[Path, Opt(help="Journal of the job(s) whose confirmation mail was not sent.")],
+    job: Annotated[str | None, typer.Argument(help="Job id (default: every unsent mail).")] = None,
+    smtp_password: Annotated[str | None, Opt(help="SMTP password when it was not given as env:/file: "
+                                                  "(literal passwords are never stored).")] = None,
+    again: Annotated[bool, Opt(help="Send even mails that were already sent.")] = False,
+) -> None:
+    """Send a job's confirmation mail again (e.g. after the SMTP server was down)."""
+    from migrate.accounts import resolve_secret
+    from migrate.notify.deliver import resend
+    from migrate.ui import out
+    try:
+        if not journal.exists():
+            raise UsageError(f"journal {journal} does not exist", hint="check --journal PATH")
+        pw = resolve_secret(smtp_password, what="--smtp-password") if smtp_password else None
+        lines = resend(journal, job, password=pw, include_sent=again)
+    except MigrateError as exc:
+        _fail(exc)
+        return
+    if not lines:
+        out.print("nothing to send: every confirmation mail in this journal was sent")
+    for line in lines:
+        out.print(line, markup=False)
+    raise typer.Exit(1 if any("NOT sent" in line for line in lines) else 0)
 
 
 @app.command()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .accounts import resolve_secret
 from .engine.job import Job, JobSpec
 from .engine.progress import Progress
 from .journal import default_journal_path, job_id_for
+from .notify.deliver import NotifyOptions, deliver, smtp_plan
 from .report import JobReport
 from .sides import Side, SideOptions, build_side
 
@@ -29,6 +31,7 @@ class ImportRequest:
     batch_count: int = 100
     rerun_command: str | None = None
     progress: bool = True
+    notify: NotifyOptions | None = None
 
 
 def sample_mailbox() -> Path:
@@ -74,8 +77,29 @@ def run_import(req: ImportRequest, progress: Progress | None = None) -> JobRepor
     progress = progress or Progress()
     with live_progress(progress, req.progress):
         report = Job(spec, progress).run()
-    if req.report_path and not req.dry_run:
+    if not req.dry_run and req.notify is not None:
+        report.notification = notify_job(req, src, dst, spec, report)
+    if req.report_path and not req.dry_run:  # --dry-run writes nothing anywhere
         report.write_json(req.report_path)
-    elif req.report_path and req.dry_run:
-        pass  # --dry-run writes nothing anywhere
     return report
+
+
+def notify_job(req: ImportRequest, src: Side, dst: Side, spec: JobSpec, report: JobReport) -> str:
+    """Send the confirmation mail; never raises for a mail problem (the migration is done)."""
+    from .errors import MigrateError
+
+    opts = req.notify
+    assert opts is not None
+    if not opts.enabled:
+        return "confirmation mail: off (--no-notify)"
+    try:
+        plan = smtp_plan(opts, preset_smtp=dst.smtp, target_login=dst.login,
+                         target_password_ref=req.target.password)
+        password = None
+        if plan is not None and opts.smtp_host and opts.smtp_password:
+            password = resolve_secret(opts.smtp_password, what="--smtp-password")
+        elif plan is not None and not opts.smtp_host:
+            password = dst.password
+        return deliver(spec.journal_path, "job", spec.job_id, [report], opts, plan, password=password)
+    except MigrateError as exc:
+        return f"confirmation mail: NOT sent ({exc.message})"

@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from .models import AppendItem, AppendResult, Capabilities, FolderInfo, FolderStatus, MessageMeta, Namespace, RawMessage
+from .models import (
+    AppendItem,
+    AppendResult,
+    Capabilities,
+    FolderInfo,
+    FolderStatus,
+    MessageMeta,
+    Namespace,
+    RawMessage,
+)
 
 
 class Endpoint(Protocol):

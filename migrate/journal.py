@@ -137,6 +137,10 @@ class Journal:
                 "CREATE TABLE IF NOT EXISTS ledger_scan (folder TEXT PRIMARY KEY, uidvalidity INTEGER,"
                 " scanned_uidnext INTEGER)")
             self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS notifications (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT,"
+                " kind TEXT, recipients TEXT, lang TEXT, smtp TEXT, sender TEXT, state TEXT, error TEXT,"
+                " attempts INTEGER, updated_at TEXT, reports TEXT)")
+            self.conn.execute(
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -203,6 +207,30 @@ class Journal:
     def set_job_report(self, job_id: str, report_json: str) -> None:
         with self.tx() as c:
             c.execute("UPDATE jobs SET last_report=? WHERE job_id=?", (report_json, job_id))
+
+    # --- confirmation mails ----------------------------------------------------------------
+
+    def add_notification(self, row: dict[str, object]) -> int:
+        cols = ", ".join(row)
+        with self.tx() as c:
+            cur = c.execute(f"INSERT INTO notifications ({cols}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
+            return int(cur.lastrowid or 0)
+
+    def update_notification(self, nid: int, state: str, error: str | None) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE notifications SET state=?, error=?, attempts=attempts+1, updated_at=? WHERE id=?",
+                      (state, redact(error) if error else None, utcnow().isoformat(), nid))
+
+    def notifications(self, job: str | None = None, *, include_sent: bool = False) -> list[dict[str, object]]:
+        sql = "SELECT * FROM notifications WHERE 1=1"
+        args: list[object] = []
+        if job:
+            sql += " AND job_id LIKE ?"
+            args.append(job + "%")
+        if not include_sent:
+            sql += " AND state <> 'sent'"
+        return [dict(r) for r in self.db.query(sql + " ORDER BY id", args)]
 
     # --- folders ------------------------------------------------------------------------
 

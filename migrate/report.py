@@ -72,6 +72,7 @@ class JobReport(BaseModel):
     error: ErrorInfo | None = None
     rerun_command: str | None = None  # how to run the job again (no secrets)
     journal: str | None = None
+    notification: str | None = None  # what happened to the confirmation mail
 
     def compute_totals(self) -> Totals:
         t = Totals(folders=len(self.folders))

@@ -98,6 +98,8 @@ def print_summary(report: JobReport) -> None:
     status = {"ok": "[green]done[/]", "partial": "[yellow]done, some messages failed[/]",
               "dry-run": "[cyan]dry run[/]", "interrupted": "[red]interrupted[/]", "failed": "[red]failed[/]"}
     out.print(f"status: {status.get(report.status, report.status)} (exit {report.exit_code})")
+    if report.notification:
+        out.print(report.notification, markup=False)
     if report.error:
         out.print(f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else ""),
                   markup=False)

@@ -1,0 +1,460 @@
+"""Map a source folder tree onto a target account (pure logic, no network).
+
+Naming rules, in order of precedence (``plan_folders``):
+
+* ``map_folder`` overrides win. Keys are a source name as listed (``INBOX.Work``) or its
+  parts joined with ``/`` (``Work``); values are FULL target names in the target's own naming
+  (prefix and target delimiter included) and are used as-is. Children of an overridden
+  folder follow it unless they have their own override.
+* INBOX (any case) maps to ``INBOX``.
+* Special folders (\\Sent \\Drafts \\Trash \\Junk \\Archive) map onto the target's own folder
+  of that role (``special``); if the target has none, onto the source's last name part at the
+  target top level (directly under INBOX if the source was) and ``FolderPlan.new_special``
+  tells the caller to create it with that role (``special-new``).
+* Everything else is translated part by part: the source personal prefix is removed, the
+  name is split on the source delimiter, and the parts are joined with the target delimiter
+  under the target prefix. A part containing the TARGET delimiter has that character
+  replaced by ``_`` (``a.b`` -> ``a_b`` on a ``.`` server) so it never becomes two levels.
+  Leading repeated INBOX levels collapse, so ``INBOX.INBOX.x`` is never produced. A child
+  follows its parent's final name (``Sent Items/2019`` -> ``Sent/2019``).
+
+Two source folders never share a target name: fixed names (overrides, INBOX, specials) claim
+first in source order, then the others in source order (parents before their children); a
+later claimant gets `` (2)``, `` (3)``... and is listed in ``FolderPlan.renamed``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from .imap import utf7 as imap_utf7
+from .models import SPECIAL_USES, FolderInfo, Namespace
+
+ROLE_NAMES: dict[str, tuple[str, ...]] = {
+    # Order is the priority among name matches (first wins).
+    "\\Sent": ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "Gesendet", "Gesendete Objekte",
+               "Gesendete Elemente", "Éléments envoyés", "Messages envoyés", "Envoyés", "Posta inviata",
+               "Inviati", "Elementos enviados", "Enviados"),
+    "\\Drafts": ("Drafts", "Entwürfe", "Brouillons", "Bozze", "Borradores"),
+    "\\Trash": ("Trash", "Deleted Items", "Deleted Messages", "Papierkorb", "Gelöschte Objekte",
+                "Gelöschte Elemente", "Corbeille", "Éléments supprimés", "Cestino", "Elementi eliminati",
+                "Papelera", "Bin"),
+    "\\Junk": ("Junk", "Junk E-mail", "Junk Email", "Spam", "Bulk Mail", "Spamverdacht",
+               "Courrier indésirable", "Indésirables", "Posta indesiderata"),
+    "\\Archive": ("Archive", "Archives", "Archiv", "Archivio", "Archivo"),
+}
+MAPPED_ROLES = tuple(ROLE_NAMES)
+CANONICAL_NAMES = {"\\Sent": "Sent", "\\Drafts": "Drafts", "\\Trash": "Trash", "\\Junk": "Junk",
+                   "\\Archive": "Archive"}
+GMAIL_VIEWS = ("\\Important", "\\Flagged")
+GMAIL_CONTAINERS = ("[Gmail]", "[Google Mail]")
+_ATTRS = {u.lower(): u for u in SPECIAL_USES}
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _norm(s: str) -> str:
+    return unicodedata.normalize("NFC", s).casefold()
+
+
+_ROLE_KEYS = {role: [_norm(n) for n in names] for role, names in ROLE_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class FolderMapping:
+    """One source folder and where it goes. ``target`` None = skipped; ``reason`` says why.
+
+    ``special_use`` is the role this folder holds on the source (only for the folder chosen for
+    a role, and for skipped Gmail views); ``selectable`` False = create it, copy nothing.
+    """
+
+    source: str
+    target: str | None
+    reason: str
+    special_use: str | None
+    selectable: bool
+
+
+@dataclass(frozen=True)
+class Renamed:
+    source: str
+    wanted: str
+    target: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"source": self.source, "wanted": self.wanted, "target": self.target, "reason": self.reason}
+
+
+@dataclass
+class FolderPlan:
+    mappings: list[FolderMapping]
+    renamed: list[Renamed] = field(default_factory=list)
+    gmail: bool = False
+    #: role -> target name the caller must CREATE (the target had no folder for that role)
+    new_special: dict[str, str] = field(default_factory=dict)
+
+    def target_for(self, source: str) -> str | None:
+        return next((m.target for m in self.mappings if m.source == source), None)
+
+    def selected(self) -> list[FolderMapping]:
+        return [m for m in self.mappings if m.target is not None]
+
+
+# --- modified UTF-7 (the rest of the code never imports imapclient for this) ------------
+
+
+def encode_mutf7(name: str) -> bytes:
+    return imap_utf7.encode(name)
+
+
+def decode_mutf7(data: bytes) -> str:
+    """Decode a listed name. 8-bit bytes cannot be mUTF-7: they are UTF-8 (UTF8=ACCEPT)."""
+    if any(b >= 0x80 for b in data):
+        return data.decode("utf-8", "replace")
+    try:
+        return imap_utf7.decode(data)
+    except (UnicodeDecodeError, ValueError):  # malformed shift sequence: show it, don't crash
+        return data.decode("ascii", "replace")
+
+
+# --- names --------------------------------------------------------------------------------
+
+
+class _Root:
+    """Anchor for 'top level of the target personal namespace'."""
+
+
+ROOT = _Root()
+
+
+def _prefix(ns: Namespace, delim: str | None) -> str:
+    p = ns.prefix
+    if p and delim and not p.endswith(delim):
+        p += delim
+    return p
+
+
+def _has_prefix(name: str, prefix: str) -> bool:
+    if prefix.upper().startswith("INBOX"):  # INBOX is case-insensitive
+        return name[: len(prefix)].upper() == prefix.upper()
+    return name.startswith(prefix)
+
+
+def split_name(name: str, delimiter: str | None, ns: Namespace) -> tuple[tuple[str, ...], bool]:
+    """Parts relative to the personal namespace, and whether ``name`` is INBOX itself.
+
+    A leading ``INBOX`` part means 'under INBOX' (``INBOX/foo`` on a prefix-less server).
+    """
+    if name.upper() == "INBOX":
+        return ("INBOX",), True
+    delim = delimiter or ns.delimiter
+    prefix = _prefix(ns, delim)
+    rest = name[len(prefix):] if prefix and _has_prefix(name, prefix) else name
+    parts = rest.split(delim) if delim else [rest]
+    if parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    while len(parts) >= 2 and parts[0] == "INBOX" and parts[1].upper() == "INBOX":
+        del parts[1]  # INBOX.INBOX.x (an earlier bad migration) is INBOX.x
+    return tuple(parts), False
+
+
+def _clean_part(part: str) -> str:
+    part = _CTRL.sub("_", part.strip())
+    if part[:1] in ("~", "."):
+        part = "_" + part[1:]
+    return part or "_"
+
+
+def sanitize_for_target(name: str, target_ns: Namespace) -> str:
+    """Per part: strip blanks, control chars and a leading ``~``/``.`` -> ``_``, empty -> ``_``."""
+    if name.upper() == "INBOX":
+        return "INBOX"
+    delim = target_ns.delimiter
+    prefix = _prefix(target_ns, delim)
+    head = name[: len(prefix)] if prefix and _has_prefix(name, prefix) else ""
+    parts = name[len(head):].split(delim) if delim else [name[len(head):]]
+    start = 1 if head == "" and len(parts) > 1 and parts[0].upper() == "INBOX" else 0
+    cleaned = parts[:start] + [_clean_part(p) for p in parts[start:]]
+    return head + (delim or "").join(cleaned)
+
+
+def fallback_name(name: str, target_ns: Namespace, taken: set[str]) -> str:
+    """A name to try after the target refused to CREATE ``name``: sanitized, never ``name``
+    itself, and not in ``taken`` (`` (2)``, `` (3)``... appended). Deterministic."""
+    base = sanitize_for_target(name, target_ns)
+    candidate, n = base, 2
+    while candidate == name or candidate in taken:
+        candidate, n = f"{base} ({n})", n + 1
+    return candidate
+
+
+def _collision_key(name: str, delim: str | None) -> str:
+    up = name.upper()
+    if up == "INBOX" or (delim and up.startswith("INBOX" + delim)):
+        return "INBOX" + name[5:]
+    return name
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    index: int
+    info: FolderInfo
+    parts: tuple[str, ...]
+    inbox: bool
+    attr: str | None
+
+
+def _entries(ns: Namespace, folders: Sequence[FolderInfo]) -> list[_Entry]:
+    out = []
+    for i, f in enumerate(folders):
+        parts, inbox = split_name(f.name, f.delimiter, ns)
+        attrs = [f.special_use] if f.special_use else []
+        attrs += sorted(f.flags)  # some listings only carry the attribute among the flags
+        attr = next((_ATTRS[a.lower()] for a in attrs if a.lower() in _ATTRS), None)
+        out.append(_Entry(i, f, parts, inbox, attr))
+    return out
+
+
+def _roles(entries: list[_Entry], containers: Iterable[str]) -> dict[str, _Entry]:
+    """Role -> the one folder holding it: attribute first, else the best well-known name at top
+    level (or directly under INBOX / a Gmail container)."""
+    parents = {"INBOX", *containers}
+    holders: dict[str, _Entry] = {}
+    for e in entries:
+        if e.attr in MAPPED_ROLES and e.attr not in holders and not e.inbox:
+            holders[e.attr] = e
+    for role, keys in _ROLE_KEYS.items():
+        if role in holders:
+            continue
+        best: tuple[tuple[int, int, int], _Entry] | None = None
+        for e in entries:
+            if e.attr or e.inbox or not e.info.selectable:
+                continue
+            if not (len(e.parts) == 1 or (len(e.parts) == 2 and e.parts[0] in parents)):
+                continue
+            key = _norm(e.parts[-1])
+            if key in keys:
+                rank = (keys.index(key), len(e.parts), e.index)
+                if best is None or rank < best[0]:
+                    best = (rank, e)
+        if best:
+            holders[role] = best[1]
+    return holders
+
+
+def _escape(s: str) -> str:
+    return re.sub(r"([*?[])", r"[\1]", s)
+
+
+def plan_folders(
+    source_ns: Namespace,
+    source_folders: Sequence[FolderInfo],
+    target_ns: Namespace,
+    target_folders: Sequence[FolderInfo],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    map_folder: Mapping[str, str] | None = None,
+    target_special: Mapping[str, str] | None = None,
+    gmail: bool | None = None,
+    sanitize: bool = False,
+) -> FolderPlan:
+    """Plan every source folder (see the module docstring for the naming rules).
+
+    ``include``/``exclude``: fnmatch patterns (case-sensitive; ``*`` also crosses levels) tried
+    on the listed name and on the parts joined with ``/``; a pattern starting with a role
+    (``\\Trash``, ``\\Trash/*``) stands for the source folder holding that role. Exclude wins;
+    empty include = all. A pattern only skips what it matches: children of an excluded parent
+    stay unless matched too (``Trash*`` takes the subtree). Exclusion beats ``map_folder``.
+    ``target_special``: role -> target name known in advance (provider preset), beats
+    detection. ``gmail``: force Gmail label handling on/off (default: a ``\\All`` folder exists).
+    ``sanitize``: clean translated name parts proactively (default: keep names exactly).
+    """
+    overrides = dict(map_folder or {})
+    tdelim = target_ns.delimiter
+    tprefix = _prefix(target_ns, tdelim)
+    src = _entries(source_ns, source_folders)
+    all_entry = next((e for e in src if e.attr == "\\All" and not e.inbox), None)
+    is_gmail = all_entry is not None if gmail is None else gmail
+    containers: set[str] = set()
+    if is_gmail:  # the \Noselect level above All Mail & co. disappears
+        containers = set(GMAIL_CONTAINERS)
+        if all_entry and len(all_entry.parts) == 2 and all_entry.parts[0] != "INBOX":
+            if not any(e.parts == all_entry.parts[:1] and e.info.selectable for e in src):
+                containers.add(all_entry.parts[0])
+    roles = _roles(src, containers)
+    if is_gmail and all_entry:
+        roles["\\Archive"] = all_entry  # All Mail is the archive; any other Archive keeps its name
+    role_of = {e.index: r for r, e in roles.items()}
+    tgt_roles = {r: e.info.name for r, e in _roles(_entries(target_ns, target_folders), GMAIL_CONTAINERS).items()}
+    tgt_roles.update(target_special or {})
+
+    by_parts: dict[tuple[str, ...], _Entry] = {}
+    for e in sorted(src, key=lambda e: not e.inbox):  # the real INBOX wins the ("INBOX",) slot
+        by_parts.setdefault(e.parts, e)
+
+    def is_container(e: _Entry) -> bool:  # a selectable one holds mail: it stays a folder
+        return is_gmail and not e.info.selectable and len(e.parts) == 1 and e.parts[0] in containers
+
+    def slash_forms(e: _Entry) -> set[str]:
+        return {e.info.name, "/".join(e.parts)}
+
+    def holders(role: str) -> list[_Entry]:
+        if role in roles:
+            return [roles[role]]
+        return [e for e in src if e.attr == role]
+
+    def matches(pattern: str, e: _Entry) -> bool:
+        if pattern.startswith("\\"):
+            role = next((r for r in SPECIAL_USES if pattern.lower().startswith(r.lower())), None)
+            if role:
+                rest = pattern[len(role):]
+                for h in holders(role):
+                    if h is e and not rest:
+                        return True
+                    if rest and any(fnmatchcase(f, _escape(hf) + rest)
+                                    for f in slash_forms(e) for hf in slash_forms(h)):
+                        return True
+                return False
+        return any(fnmatchcase(f, pattern) for f in slash_forms(e))
+
+    def override_for(e: _Entry) -> str | None:
+        for key in (e.info.name, "/".join(e.parts)):
+            if key in overrides:
+                return overrides[key]
+        return None
+
+    def skip_reason(e: _Entry) -> str | None:
+        if any(matches(p, e) for p in exclude):
+            return "excluded"
+        if include and not any(matches(p, e) for p in include):
+            return "not-included"
+        if override_for(e) is not None:
+            return None
+        if is_container(e):
+            return "gmail-container"
+        if is_gmail and e.attr in GMAIL_VIEWS:
+            return "gmail-view"
+        return None
+
+    def join(anchor: str | _Root, part: str) -> str:
+        if tdelim:
+            part = part.replace(tdelim, "_")
+        if sanitize:
+            part = _clean_part(part)
+        if isinstance(anchor, _Root):
+            return "INBOX" if part.upper() == "INBOX" else tprefix + part
+        return anchor + (tdelim or "/") + part  # flat target: keep the levels visible with '/'
+
+    taken: dict[str, _Entry] = {}
+    renamed: list[Renamed] = []
+    new_special: dict[str, str] = {}
+    names: dict[int, str | _Root] = {}
+    reasons: dict[int, str] = {}
+    skipped = {e.index: r for e in src if (r := skip_reason(e))}
+    if inbox := next((e for e in src if e.inbox), None):
+        taken["INBOX"] = inbox  # even overridden or excluded, nothing else becomes the INBOX
+
+    def claim(name: str, e: _Entry) -> str:
+        key = _collision_key(name, tdelim)
+        if taken.get(key, e) is e:
+            taken[key] = e
+            return name
+        n = 2
+        while True:
+            cand = join(ROOT, f"INBOX ({n})") if name.upper() == "INBOX" else f"{name} ({n})"
+            if _collision_key(cand, tdelim) not in taken:
+                break
+            n += 1
+        renamed.append(Renamed(e.info.name, name, cand, f"collides with {taken[key].info.name}"))
+        taken[_collision_key(cand, tdelim)] = e
+        return cand
+
+    def fixed(e: _Entry) -> tuple[str, str] | None:
+        """(name, reason) for folders whose target does not depend on their parents."""
+        if (o := override_for(e)) is not None:
+            return o, "override"
+        if e.inbox:
+            return "INBOX", "inbox"
+        role = role_of.get(e.index)
+        if role is None:
+            return None
+        reason = "gmail-all-mail" if e is all_entry else "special"
+        if role in tgt_roles:
+            return tgt_roles[role], reason
+        last = CANONICAL_NAMES[role] if e is all_entry or e.parts[-1].upper() == "INBOX" else e.parts[-1]
+        anchor: str | _Root = "INBOX" if len(e.parts) == 2 and e.parts[0] == "INBOX" else ROOT
+        return join(anchor, last), reason if e is all_entry else "special-new"
+
+    def resolve(e: _Entry) -> str | _Root:
+        if e.index in names:
+            return names[e.index]
+        fx = fixed(e)
+        if fx:
+            name: str | _Root = fx[0]
+            reasons[e.index] = fx[1]
+        elif is_container(e):
+            name, reasons[e.index] = ROOT, "gmail-container"
+        else:
+            anchor: str | _Root = ROOT
+            rest = e.parts
+            for k in range(len(e.parts) - 1, 0, -1):
+                parent = by_parts.get(e.parts[:k])
+                if parent is not None:
+                    anchor, rest = resolve(parent), e.parts[k:]
+                    break
+            else:
+                if len(e.parts) > 1 and e.parts[0] == "INBOX":
+                    anchor, rest = "INBOX", e.parts[1:]
+            name = anchor
+            for part in rest:
+                name = join(name, part)
+            reasons[e.index] = "folder"
+        if e.index not in skipped and isinstance(name, str):
+            name = claim(name, e)
+            role = role_of.get(e.index)
+            if reasons[e.index] in ("special-new", "gmail-all-mail") and role and role not in tgt_roles:
+                new_special[role] = name
+        names[e.index] = name
+        return name
+
+    for e in sorted(src, key=lambda e: not e.inbox):  # INBOX, then other fixed names claim first
+        if fixed(e) is not None:
+            resolve(e)
+    for e in src:
+        resolve(e)
+
+    def path(e: _Entry) -> tuple[str, ...]:
+        name = names[e.index]
+        return () if isinstance(name, _Root) else tuple(name.split(tdelim or "/"))
+
+    # All Mail goes last (labels first, so its copies dedupe against them) with its subtree
+    all_path = path(all_entry) if all_entry else None
+
+    def order(e: _Entry) -> tuple[int, tuple[str, ...], int]:
+        p = path(e)
+        last = e is all_entry or (all_path and e.index not in skipped and p[: len(all_path)] == all_path)
+        return (0 if e.inbox else 2 if last else 1, p, e.index)
+
+    mappings = []
+    for e in sorted(src, key=order):
+        skip = skipped.get(e.index)
+        name = names[e.index]
+        role = role_of.get(e.index) or (e.attr if e.attr in GMAIL_VIEWS and is_gmail else None)
+        if e is all_entry:
+            role = "\\All"
+        mappings.append(FolderMapping(
+            source=e.info.name,
+            target=None if skip or isinstance(name, _Root) else name,
+            reason=skip or reasons[e.index],
+            special_use=role,
+            selectable=e.info.selectable,
+        ))
+    return FolderPlan(mappings, renamed, is_gmail, new_special)
