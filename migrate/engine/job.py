@@ -309,7 +309,7 @@ class Job:
             append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
             prepare_body=self.spec.prepare_body)
         if all_mail:
-            settings.exclude_keys = lambda: self._keys_elsewhere(journal, m.source)
+            settings.exclude_keys = lambda: self._keys_elsewhere(journal, self.spec.job_id, m.source)
         self.progress.folder_state(m.source, "copying")
         copied_before = 0
         for attempt in range(self.spec.retries + 1):
@@ -348,10 +348,11 @@ class Job:
                 raise
 
     @staticmethod
-    def _keys_elsewhere(journal: Journal, source_folder: str) -> set[str]:
+    def _keys_elsewhere(journal: Journal, job_id: str, source_folder: str) -> set[str]:
+        """Keys this job met in any other folder (Gmail: the message has a label already)."""
         return {r[0] for r in journal.conn.execute(
-            "SELECT DISTINCT key FROM messages WHERE source_folder<>? AND state IN ('copied','duplicate')",
-            (source_folder,))}
+            "SELECT DISTINCT key FROM messages WHERE job_id=? AND source_folder<>?"
+            " AND state IN ('copied','duplicate')", (job_id, source_folder))}
 
     # --- dry run: read both sides, write nothing anywhere ------------------------------------
 
