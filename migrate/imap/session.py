@@ -321,8 +321,29 @@ class ImapEndpoint:
                 body = d.get(b"BODY[]")
                 if not isinstance(body, bytes):
                     continue  # expunged meanwhile: the server sent only flags
+                if b"\x80" in body and b"BINARY" in self._caps_raw():
+                    body = self._nul_restored(uid, body)
                 yield RawMessage(uid=uid, body=body, flags=_flags(d.get(b"FLAGS", ())),
                                  internaldate=_date(d.get(b"INTERNALDATE")))
+
+    def _caps_raw(self) -> set[bytes]:
+        return {c.encode() if isinstance(c, str) else c for c in self.capabilities().raw}
+
+    def _nul_restored(self, uid: int, body: bytes) -> bytes:
+        """Dovecot hands a stored NUL back as 0x80 in ``BODY[]``; only ``BINARY[]`` has the real
+        byte. Take the BINARY form only when it differs from BODY[] exactly at such bytes (so a
+        server that would decode a transfer encoding here can never change the message)."""
+        c = self._c()
+        typ, data = self._run(f"UID FETCH binary uid {uid}", c._imap.uid, "FETCH", str(uid), "(BINARY.PEEK[])")
+        if typ != "OK":
+            return body
+        binary = next((part[1] for part in data if isinstance(part, tuple) and len(part) == 2
+                       and isinstance(part[1], bytes)), None)
+        if binary is None or len(binary) != len(body):
+            return body
+        if all(a == b or (a == 0x80 and b == 0) for a, b in zip(body, binary, strict=True)):
+            return binary
+        return body
 
     # --- writing ----------------------------------------------------------------------
 
