@@ -1,0 +1,105 @@
+"""Root conftest.
+
+Real-server fixtures (section "Dovecot"): tests share one Dovecot instance per (flavor, options)
+per session (per xdist worker) but never a mailbox: every test makes its own users.
+
+    def test_x(dovecot, new_user):
+        server = dovecot("gmail")
+        alice = new_user(server)
+        server.save(alice.name, "INBOX", b"Subject: hi\\r\\n\\r\\nbody\\r\\n")
+        with alice.client() as c: ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# The tests folder has no package root on sys.path under every runner; make `tests.` importable.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from tests.dovecot.harness import DovecotServer, available  # noqa: E402
+
+# --------------------------------------------------------------------------- Dovecot
+
+
+@dataclass
+class User:
+    """A fresh mailbox on a shared server."""
+
+    server: DovecotServer
+    name: str
+    password: str
+
+    def client(self, *, tls: bool = False):
+        """Logged-in imapclient.IMAPClient (plain port, or implicit TLS with tls=True)."""
+        return self.server.client(self.name, self.password, tls=tls)
+
+    def save(self, folder: str, data: bytes, flags=()) -> int:
+        return self.server.save(self.name, folder, data, flags)
+
+    def __repr__(self) -> str:  # keep the password out of assertion output
+        return f"User({self.name!r} on {self.server!r})"
+
+
+def _require_dovecot() -> None:
+    reason = available()
+    if reason is None:
+        return
+    # CI installs Dovecot: there a missing server is a broken setup, not a reason to skip.
+    if os.environ.get("MM_REQUIRE_DOVECOT") == "1":
+        pytest.fail(f"real Dovecot required (MM_REQUIRE_DOVECOT=1) but unusable: {reason}", pytrace=False)
+    pytest.skip(f"real Dovecot unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """Factory: dovecot(flavor="slash", **opts) -> running DovecotServer, one per (flavor, opts)
+    per session; all stopped and deleted at session end. Options: starttls, quota_kb."""
+    servers: dict[tuple, DovecotServer] = {}
+
+    def get(flavor: str = "slash", **opts) -> DovecotServer:
+        _require_dovecot()
+        key = (flavor, tuple(sorted(opts.items())))
+        srv = servers.get(key)
+        if srv is None:
+            srv = servers[key] = DovecotServer(flavor, **opts).start()
+        elif not srv.running:  # a test stopped it (e.g. to test reconnects): bring it back
+            srv.start()
+        return srv
+
+    yield get
+    for srv in servers.values():
+        srv.close()
+
+
+def _slug(nodename: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", nodename.lower()).strip("_")[:24] or "user"
+
+
+@pytest.fixture
+def new_user(request):
+    """Factory: new_user(server, name=None, password=None) -> User with a unique name."""
+
+    def make(server: DovecotServer, name: str | None = None, password: str | None = None) -> User:
+        name = name or f"{_slug(request.node.name)}_{uuid.uuid4().hex[:8]}"
+        password = password or secrets.token_urlsafe(12)
+        server.add_user(name, password)
+        return User(server, name, password)
+
+    return make
+
+
+@pytest.fixture
+def mail_user(dovecot, new_user) -> User:
+    """A fresh user on the shared default ("slash") server."""
+    return new_user(dovecot("slash"))
