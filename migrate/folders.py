@@ -100,9 +100,6 @@ class FolderPlan:
     def target_for(self, source: str) -> str | None:
         return next((m.target for m in self.mappings if m.source == source), None)
 
-    def selected(self) -> list[FolderMapping]:
-        return [m for m in self.mappings if m.target is not None]
-
 
 # --- modified UTF-7 (the rest of the code never imports imapclient for this) ------------
 
@@ -125,7 +122,7 @@ def decode_mutf7(data: bytes) -> str:
 
 
 class _Root:
-    """Anchor for 'top level of the target personal namespace'."""
+    """Anchor: the top level of the target personal namespace."""
 
 
 ROOT = _Root()
@@ -230,22 +227,13 @@ def _roles(entries: list[_Entry], containers: Iterable[str]) -> dict[str, _Entry
     for e in entries:
         if e.attr in MAPPED_ROLES and e.attr not in holders and not e.inbox:
             holders[e.attr] = e
+    candidates = [e for e in entries if not (e.attr or e.inbox) and e.info.selectable
+                  and (len(e.parts) == 1 or (len(e.parts) == 2 and e.parts[0] in parents))]
     for role, keys in _ROLE_KEYS.items():
-        if role in holders:
-            continue
-        best: tuple[tuple[int, int, int], _Entry] | None = None
-        for e in entries:
-            if e.attr or e.inbox or not e.info.selectable:
-                continue
-            if not (len(e.parts) == 1 or (len(e.parts) == 2 and e.parts[0] in parents)):
-                continue
-            key = _norm(e.parts[-1])
-            if key in keys:
-                rank = (keys.index(key), len(e.parts), e.index)
-                if best is None or rank < best[0]:
-                    best = (rank, e)
-        if best:
-            holders[role] = best[1]
+        ranked = [((keys.index(k), len(e.parts), e.index), e) for e in candidates
+                  if (k := _norm(e.parts[-1])) in keys]
+        if role not in holders and ranked:
+            holders[role] = min(ranked, key=lambda r: r[0])[1]
     return holders
 
 
@@ -283,14 +271,14 @@ def plan_folders(
     src = _entries(source_ns, source_folders)
     all_entry = next((e for e in src if e.attr == "\\All" and not e.inbox), None)
     is_gmail = all_entry is not None if gmail is None else gmail
-    containers: set[str] = set()
-    if is_gmail:  # the \Noselect level above All Mail & co. disappears
-        containers = set(GMAIL_CONTAINERS)
-        if all_entry and len(all_entry.parts) == 2 and all_entry.parts[0] != "INBOX":
-            if not any(e.parts == all_entry.parts[:1] and e.info.selectable for e in src):
-                containers.add(all_entry.parts[0])
+    all_entry = all_entry if is_gmail else None
+    containers: set[str] = set(GMAIL_CONTAINERS) if is_gmail else set()
+    # The \Noselect level above All Mail & co. disappears (a selectable one holds mail: it stays)
+    if all_entry and len(all_entry.parts) == 2 and all_entry.parts[0] != "INBOX" and not any(
+            e.parts == all_entry.parts[:1] and e.info.selectable for e in src):
+        containers.add(all_entry.parts[0])
     roles = _roles(src, containers)
-    if is_gmail and all_entry:
+    if all_entry:
         roles["\\Archive"] = all_entry  # All Mail is the archive; any other Archive keeps its name
     role_of = {e.index: r for r, e in roles.items()}
     tgt_roles = {r: e.info.name for r, e in _roles(_entries(target_ns, target_folders), GMAIL_CONTAINERS).items()}
@@ -300,35 +288,26 @@ def plan_folders(
     for e in sorted(src, key=lambda e: not e.inbox):  # the real INBOX wins the ("INBOX",) slot
         by_parts.setdefault(e.parts, e)
 
-    def is_container(e: _Entry) -> bool:  # a selectable one holds mail: it stays a folder
+    def is_container(e: _Entry) -> bool:
         return is_gmail and not e.info.selectable and len(e.parts) == 1 and e.parts[0] in containers
 
-    def slash_forms(e: _Entry) -> set[str]:
-        return {e.info.name, "/".join(e.parts)}
-
-    def holders(role: str) -> list[_Entry]:
-        if role in roles:
-            return [roles[role]]
-        return [e for e in src if e.attr == role]
+    def forms(e: _Entry) -> tuple[str, str]:
+        return e.info.name, "/".join(e.parts)
 
     def matches(pattern: str, e: _Entry) -> bool:
-        if pattern.startswith("\\"):
-            role = next((r for r in SPECIAL_USES if pattern.lower().startswith(r.lower())), None)
-            if role:
-                rest = pattern[len(role):]
-                for h in holders(role):
-                    if h is e and not rest:
-                        return True
-                    if rest and any(fnmatchcase(f, _escape(hf) + rest)
-                                    for f in slash_forms(e) for hf in slash_forms(h)):
-                        return True
-                return False
-        return any(fnmatchcase(f, pattern) for f in slash_forms(e))
+        role = next((r for r in SPECIAL_USES if pattern.lower().startswith(r.lower())), None)
+        if role is None:
+            return any(fnmatchcase(f, pattern) for f in forms(e))
+        rest = pattern[len(role):]  # "\Trash/*": the role holder's name stands for the token
+        holders = [roles[role]] if role in roles else [h for h in src if h.attr == role]
+        return any(h is e if not rest else any(fnmatchcase(f, _escape(hf) + rest)
+                                               for f in forms(e) for hf in forms(h)) for h in holders)
 
     def override_for(e: _Entry) -> str | None:
-        for key in (e.info.name, "/".join(e.parts)):
-            if key in overrides:
-                return overrides[key]
+        if e.info.name in overrides:
+            return overrides[e.info.name]
+        if by_parts[e.parts] is e:  # the '/' form names one folder only (INBOX vs INBOX.INBOX)
+            return overrides.get("/".join(e.parts))
         return None
 
     def skip_reason(e: _Entry) -> str | None:
@@ -447,14 +426,8 @@ def plan_folders(
     for e in sorted(src, key=order):
         skip = skipped.get(e.index)
         name = names[e.index]
-        role = role_of.get(e.index) or (e.attr if e.attr in GMAIL_VIEWS and is_gmail else None)
-        if e is all_entry:
-            role = "\\All"
-        mappings.append(FolderMapping(
-            source=e.info.name,
-            target=None if skip or isinstance(name, _Root) else name,
-            reason=skip or reasons[e.index],
-            special_use=role,
-            selectable=e.info.selectable,
-        ))
+        role = "\\All" if e is all_entry else role_of.get(e.index) or (
+            e.attr if is_gmail and e.attr in GMAIL_VIEWS else None)
+        target = None if skip or isinstance(name, _Root) else name
+        mappings.append(FolderMapping(e.info.name, target, skip or reasons[e.index], role, e.info.selectable))
     return FolderPlan(mappings, renamed, is_gmail, new_special)
