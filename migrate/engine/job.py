@@ -195,6 +195,7 @@ class Job:
                             map_folder=self.spec.map_folder, target_special=self.spec.target_special or None)
 
     def _create_folders(self, dst: Endpoint, plan: FolderPlan) -> FolderPlan:
+        self.report.renamed_folders = [r.as_dict() for r in plan.renamed]  # name collisions
         existing = {f.name for f in dst.list_folders()}
         existing_ci = {n.casefold() for n in existing if n.upper() == "INBOX"}
         taken = set(existing) | {m.target for m in plan.mappings if m.target}
