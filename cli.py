@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from migrate.errors import ExitCode, MigrateError, UsageError, redact
+from migrate.errors import ExitCode, MigrateError, UsageError, redact, register_secret
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Bulk mailbox migration: copy every folder and message from one account to another, "
@@ -26,7 +26,7 @@ Opt = typer.Option
 
 def _fail(exc: MigrateError) -> None:
     from migrate.ui import err
-    err.print(exc.one_line(), markup=False, highlight=False)
+    err.print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
     raise typer.Exit(int(exc.exit_code))
 
 
@@ -40,9 +40,72 @@ def _parse_maps(values: list[str]) -> dict[str, str]:
     return out
 
 
+_SECRET_OPTIONS = ("--source-password", "--target-password", "--smtp-password",
+                   "--source-oauth-token", "--target-oauth-token")
+
+
+def _mask_secret(value: str) -> str:
+    if value.startswith(("env:", "file:")):
+        return value  # a reference, not the secret: keeps the command re-runnable
+    register_secret(value)  # redact() now scrubs it from every message, too
+    return "********"
+
+
 def _rerun_command(argv: list[str]) -> str:
-    # The command line never holds a secret (passwords are env:/file:/prompt), but be safe.
-    return redact("mailmigrate " + " ".join(shlex.quote(a) for a in argv))
+    """The command line to run the job again, as stored in the journal and the report.
+
+    A password given literally (``--source-password VALUE``) is replaced by ``********``: the
+    rerun command is computed before the sides resolve (and register) their secrets, so
+    ``redact`` alone would let it through.
+    """
+    args: list[str] = []
+    mask_next = False
+    for a in argv:
+        opt, eq, value = a.partition("=")
+        if mask_next:
+            a, mask_next = _mask_secret(a), False
+        elif opt in _SECRET_OPTIONS and eq:
+            a = f"{opt}={_mask_secret(value)}"
+        elif a in _SECRET_OPTIONS:
+            mask_next = True
+        args.append(a)
+    return redact("mailmigrate " + " ".join(shlex.quote(a) for a in args))
+
+
+def _make_dir(folder: Path, flag: str, given: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise UsageError(f"{flag} {given}: cannot create {folder} ({exc.strerror or type(exc).__name__})",
+                         hint=f"give {flag} a path in a writable folder") from None
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_journal(path: Path) -> None:
+    """An existing --journal must be an SQLite file: anything else is a usage error, not a crash."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise UsageError(f"cannot read journal {path} ({exc.strerror or type(exc).__name__})",
+                         hint="pass --journal PATH of a journal file") from None
+    if head and head != _SQLITE_MAGIC:
+        raise UsageError(f"{path} is not a mailmigrate journal (not an SQLite file)",
+                         hint="pass --journal PATH of a journal written by 'mailmigrate import', or a new file name")
+
+
+def _check_output(path: Path | None, flag: str, example: str) -> None:
+    """Refuse an unusable --journal/--report path up front (exit 2), not after the whole copy."""
+    if path is None:
+        return
+    path = path.expanduser()
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory", hint=f"give a file name, e.g. {flag} {path / example}")
+    _make_dir(path.parent, flag, path)
+    if flag == "--journal" and path.is_file():
+        _check_journal(path)
 
 
 @app.command("import")
@@ -108,7 +171,10 @@ def import_(
         if connections < 1 or connections > 32:
             raise UsageError(f"--connections {connections} is out of range", hint="use 1 to 32")
         if batch_size < 1:
-            raise UsageError(f"--batch-size {batch_size} must be at least 1")
+            raise UsageError(f"--batch-size {batch_size} must be at least 1", hint="e.g. --batch-size 100")
+        if not dry_run:  # a dry run writes nothing anywhere, not even a folder
+            _check_output(journal, "--journal", "journal.sqlite")
+            _check_output(report, "--report", "report.json")
         if insecure:
             err.print("[bold red]WARNING: --insecure: TLS certificates are NOT verified; anyone on the network "
                       "path can read your mail and passwords.[/]")
@@ -144,6 +210,75 @@ def import_(
 
 
 @app.command()
+def batch(
+    file: Annotated[Path | None, typer.Argument(help="CSV file, one row per mailbox (see --template).",
+                                                show_default=False)] = None,
+    template: Annotated[bool, Opt("--template", help="Print the model CSV file and exit.")] = False,
+    parallel: Annotated[int, Opt(help="Mailboxes migrated at the same time (1-25); each provider's connection "
+                                      "cap is respected across rows too.")] = 4,
+    journal_dir: Annotated[Path | None, Opt(help="Keep the journals here (one per target account). Default: "
+                                                 "the per-target journals under $MAILMIGRATE_HOME or "
+                                                 "~/.local/state/mailmigrate.")] = None,
+    report: Annotated[Path | None, Opt(help="Write the batch JSON report here.")] = None,
+    dry_run: Annotated[bool, Opt(help="Show what each row would copy; write nothing anywhere.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No live table.")] = False,
+    no_notify: Annotated[bool, Opt("--no-notify", help="Send no confirmation mails (one per row, to its "
+                                                       "source, target and notify addresses).")] = False,
+    lang: Annotated[str, Opt(help="Language of the confirmation mails: en, de, fr, it.")] = "en",
+) -> None:
+    """Import up to 25 mailboxes listed in a CSV file, several at a time (re-running resumes).
+
+    Exit 0 every row done; 1 some row failed or had failed messages (the table and the report say
+    which); 2 the CSV is invalid (every problem is listed, nothing was imported); 4 interrupted.
+    """
+    from migrate.csvbatch import (
+        CsvInvalid,
+        check_permissions,
+        has_stored_signin,
+        print_batch_summary,
+        read_batch,
+        run_batch,
+        template_text,
+    )
+    from migrate.ui import err
+
+    try:
+        if template:
+            typer.echo(template_text(), nl=False)
+            return
+        if file is None:
+            raise UsageError("missing CSV file: mailmigrate batch FILE.csv",
+                             hint="'mailmigrate batch --template > batch.csv' writes a model file to fill in")
+        if not 1 <= parallel <= 25:
+            raise UsageError(f"--parallel {parallel} is out of range", hint="use 1 to 25")
+        from migrate.notify.deliver import NotifyOptions
+        from migrate.notify.i18n import check_lang
+        check_lang(lang)
+        if warning := check_permissions(file):
+            err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+        try:
+            rows = read_batch(file, has_stored_signin=has_stored_signin)
+        except CsvInvalid as exc:
+            for line in exc.lines():  # one problem per line, never wrapped: scripts grep them
+                err.print(line, markup=False, highlight=False, soft_wrap=True)
+            _fail(exc)
+            return
+        result = run_batch(rows, parallel=parallel, journal_dir=journal_dir, report_path=report,
+                           progress_ui=not quiet, dry_run=dry_run, rerun_command=_rerun_command(sys.argv[1:]),
+                           file=str(file), notify=NotifyOptions(enabled=not no_notify and not dry_run, lang=lang))
+    except MigrateError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:  # a second Ctrl-C while rows wind down: stop now (journals are crash-safe)
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        os._exit(int(ExitCode.CONNECTION))
+    print_batch_summary(result)
+    if report and not dry_run:
+        typer.echo(f"report: {report}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
 def status(
     job: Annotated[str | None, typer.Argument(help="Job id (default: all jobs in the journal).")] = None,
     journal: Annotated[Path | None, Opt(help="Journal file (default: every journal under the state dir).")] = None,
@@ -152,6 +287,10 @@ def status(
     """Show what jobs did and what is left, from their journals."""
     from migrate.status import show_status
     try:
+        if journal is not None and journal.is_dir():
+            raise UsageError(f"--journal {journal} is a directory", hint="pass --journal PATH of a journal file")
+        if journal is not None and journal.is_file():
+            _check_journal(journal)
         code = show_status(journal, job, follow=follow)
     except MigrateError as exc:
         _fail(exc)
@@ -196,11 +335,54 @@ def providers() -> None:
     rows = provider_rows()
     table = Table(title="Provider presets", show_lines=True)
     for col in ("name", "title", "imap", "smtp", "auth", "username", "max_connections", "size_limit", "hint"):
-        table.add_column(col, overflow="fold")
+        # names are what users type and grep for: never fold them, even on a narrow or piped output
+        table.add_column(col, overflow="fold", no_wrap=col == "name", min_width=12 if col == "name" else None)
     for r in rows:
         table.add_row(*(r[c] for c in ("name", "title", "imap", "smtp", "auth", "username", "max_connections",
                                        "size_limit", "hint")))
     out.print(table)
+
+
+@app.command()
+def auth(
+    provider: Annotated[str, typer.Argument(help="gmail, or outlook / microsoft365 (the OAuth providers).",
+                                            show_default=False)],
+    email: Annotated[str, Opt(help="The address to sign in as.")],
+    client_id: Annotated[str | None, Opt(help="OAuth client id (default: $MAILMIGRATE_GOOGLE_CLIENT_ID or "
+                                              "$MAILMIGRATE_MS_CLIENT_ID).")] = None,
+    client_secret: Annotated[str | None, Opt(help="Google client secret: env:NAME, file:PATH or the value "
+                                                  "(default: $MAILMIGRATE_GOOGLE_CLIENT_SECRET).")] = None,
+    no_browser: Annotated[bool, Opt("--no-browser", help="Google: only print the address to open.")] = False,
+    forget: Annotated[bool, Opt("--forget", help="Delete the stored sign-in instead.")] = False,
+) -> None:
+    """Sign in with Google or Microsoft once; imports then use the stored refresh token (no password).
+
+    Google opens a browser and returns to a one-time 127.0.0.1 address; Microsoft prints a code to
+    enter at microsoft.com/devicelogin (works over SSH). The refresh token goes to the OS keyring if
+    one is available, else to $MAILMIGRATE_HOME/tokens/ (readable only by you); never an access token.
+    """
+    from migrate import oauth
+    from migrate.accounts import resolve_secret
+    from migrate.ui import out
+    try:
+        kind = oauth.kind_for(provider)
+        if forget:
+            gone = oauth.forget_signin(kind, email)
+            out.print(f"removed the stored sign-in for {email}: {', '.join(gone)}" if gone
+                      else f"no stored sign-in for {email}", markup=False, soft_wrap=True)
+            return
+        secret = resolve_secret(client_secret, what="--client-secret").get() if client_secret else None
+        done = oauth.sign_in(provider, email, client_id=client_id, client_secret=secret,
+                             open_browser=not no_browser, echo=lambda s: out.print(s, markup=False, soft_wrap=True))
+    except MigrateError as exc:
+        _fail(exc)
+        return
+    if done.account and done.account.lower() != email.strip().lower():
+        from migrate.ui import err
+        err.print(f"warning: signed in as {done.account}, stored for {email}: imports log in as {email}",
+                  markup=False, soft_wrap=True)
+    where = "the OS keyring" if done.stored_in == "keyring" else f"{done.stored_in} (readable only by you)"
+    out.print(f"signed in: {email}; refresh token stored in {where}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -213,6 +395,7 @@ def demo(
     from migrate.sides import SideOptions
     from migrate.ui import print_summary
     try:
+        _make_dir(target_maildir.parent, "--target-maildir", target_maildir)
         src = SideOptions("source", maildir=sample_mailbox(), email="demo@example.org")
         dst = SideOptions("target", maildir=target_maildir, email="demo-copy@example.org")
         req = ImportRequest(source=src, target=dst, journal=journal or target_maildir.parent / "journal.sqlite",
@@ -227,12 +410,31 @@ def demo(
     raise typer.Exit(result.exit_code)
 
 
+def _click_exception() -> type[Exception]:
+    try:  # typer >= 0.2x vendors click; older releases use the click package
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException
+
+
 def main() -> None:
     try:
-        app()
+        code = app(prog_name="mailmigrate", standalone_mode=False)  # click's usage errors: see below
+    except _click_exception() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'mailmigrate': show the help, as click does
+            exc.show()  # type: ignore[attr-defined]
+        else:  # unknown option, missing or malformed value: one line with a hint, like ours
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "mailmigrate"
+            print(f"error: {redact(exc.format_message())} (hint: see '{where} --help')", file=sys.stderr)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except typer.Abort:  # Ctrl-C or end of input at the password prompt
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        sys.exit(int(ExitCode.CONNECTION))
     except MigrateError as exc:  # anything that escaped a command
         from migrate.ui import err
-        err.print(exc.one_line(), markup=False)
+        err.print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -243,6 +445,10 @@ def main() -> None:
         print(f"internal error: {type(exc).__name__}: {redact(str(exc))} (set MAILMIGRATE_DEBUG=1 for details)",
               file=sys.stderr)
         sys.exit(int(ExitCode.CONNECTION))
+    if code == 130:  # typer's exit for a Ctrl-C outside a job (e.g. at the password prompt)
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        code = int(ExitCode.CONNECTION)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,33 @@ from .reader import (
     read_batch,
     template_text,
 )
+from .runner import (
+    BatchReport,
+    BatchTotals,
+    ConnectionBudget,
+    RowReport,
+    has_stored_signin,
+    plan_connections,
+    print_batch_summary,
+    run_batch,
+)
 
 __all__ = [
     "COLUMNS",
     "OPTIONAL_COLUMNS",
+    "BatchReport",
     "BatchRow",
+    "BatchTotals",
+    "ConnectionBudget",
     "CsvInvalid",
     "CsvProblem",
+    "RowReport",
     "SideSpec",
     "check_permissions",
+    "has_stored_signin",
+    "plan_connections",
+    "print_batch_summary",
     "read_batch",
+    "run_batch",
     "template_text",
 ]

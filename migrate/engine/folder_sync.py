@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +47,11 @@ class SyncSettings:
     exclude_keys: Callable[[], set[str]] | None = None  # Gmail All Mail: keys filed elsewhere
     flag_filter: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None  # provider quirks
     prepare_body: Callable[[bytes], bytes] | None = None  # provider quirks (e.g. trailing CRLF)
+    cancel: threading.Event | None = None  # checked between batches: Ctrl-C stops within a batch
+
+
+class Cancelled(Exception):
+    """The job was asked to stop; everything done so far is committed."""
 
 
 def _batches(metas: Sequence[MessageMeta], max_bytes: int, max_count: int) -> Iterator[list[MessageMeta]]:
@@ -251,6 +257,8 @@ class FolderSync:
             if fail_rows:
                 self.j.record_messages(job, self.source, uidvalidity, fail_rows)
             for batch in _batches(to_copy, self.s.batch_bytes, self.s.batch_count):
+                if self.s.cancel is not None and self.s.cancel.is_set():
+                    raise Cancelled()
                 self._copy_batch(batch, keys, uidvalidity, referenced)
 
     def _fail(self, m: MessageMeta, reason: str) -> None:

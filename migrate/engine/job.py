@@ -38,7 +38,7 @@ from ..errors import (
 from ..folders import FolderMapping, FolderPlan, fallback_name, plan_folders
 from ..journal import JobGuard, Journal
 from ..report import ErrorInfo, FolderReport, JobReport, utcnow
-from .folder_sync import FolderSync, SyncSettings
+from .folder_sync import Cancelled, FolderSync, SyncSettings
 from .progress import Progress
 
 EndpointFactory = Callable[[], Endpoint]
@@ -107,7 +107,9 @@ class Job:
     def __init__(self, spec: JobSpec, progress: Progress | None = None) -> None:
         self.spec = spec
         self.progress = progress or Progress()
-        self.cancel = threading.Event()
+        self.cancel = threading.Event()  # set from outside (Ctrl-C, batch) or on a fatal error
+        self._done = threading.Event()  # the run is over (stops the progress ticker)
+        self._stopped_early = False
         self.report = JobReport(job_id=spec.job_id, source=spec.source_label, target=spec.target_label,
                                 source_email=spec.source_email, target_email=spec.target_email,
                                 started_at=utcnow(), dry_run=spec.dry_run, rerun_command=spec.rerun_command,
@@ -140,11 +142,12 @@ class Job:
             self._set_error(exc)
         except KeyboardInterrupt:
             self.cancel.set()
-            self.report.status = "interrupted"
             self.report.error = ErrorInfo(reference="interrupted", message="interrupted by the user",
                                           hint="run the same command again: the job resumes")
+            self.report.exit_code = int(ExitCode.CONNECTION)
         finally:
-            self.cancel.set()
+            self._stopped_early = self.cancel.is_set() and self._fatal is None
+            self._done.set()
             report = self._finish(t0, journal, run_id)
             guard.release()
             journal.close()
@@ -154,7 +157,7 @@ class Job:
         """Publish progress to the journal for ``mailmigrate status --follow``."""
         j = Journal(self.spec.journal_path)
         try:
-            while not self.cancel.wait(1.0):
+            while not self._done.wait(1.0):
                 with contextlib.suppress(Exception):
                     j.set_progress(run_id, self.progress.snapshot())
         finally:
@@ -170,7 +173,11 @@ class Job:
         r.finished_at = utcnow()
         r.duration_s = round(time.monotonic() - t0, 3)
         r.compute_totals()
-        if r.error is None:
+        if r.error is None and self._stopped_early:
+            r.status, r.exit_code = "interrupted", int(ExitCode.CONNECTION)
+            r.error = ErrorInfo(reference="interrupted", message="the job was stopped before it finished",
+                                hint="run the same command again: the job resumes")
+        elif r.error is None:
             if r.dry_run:
                 r.status, r.exit_code = "dry-run", int(ExitCode.OK)
             elif r.totals.failed:
@@ -178,7 +185,11 @@ class Job:
             else:
                 r.status, r.exit_code = "ok", int(ExitCode.OK)
         else:
-            r.status = "interrupted" if r.error.reference != "login-failed" else "failed"
+            # "failed": nothing could be done (login refused, server unreachable); "interrupted":
+            # stopped part way, a re-run resumes.
+            nothing = r.totals.copied == 0 and not any(f.skipped_duplicates for f in r.folders)
+            r.status = "failed" if r.error.reference == "login-failed" or (
+                nothing and r.error.reference in ("connect-failed", "tls-failed")) else "interrupted"
             if not r.exit_code:
                 r.exit_code = int(ExitCode.CONNECTION)
         if journal is not None and run_id is not None:
@@ -308,7 +319,7 @@ class Job:
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
             batch_count=self.spec.batch_count,
             append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
-            prepare_body=self.spec.prepare_body)
+            prepare_body=self.spec.prepare_body, cancel=self.cancel)
         if all_mail:
             settings.exclude_keys = lambda: self._keys_elsewhere(journal, self.spec.job_id, m.source)
         self.progress.folder_state(m.source, "copying")
@@ -328,6 +339,9 @@ class Job:
                 sync.copied_this_run = copied_before
                 sync.run()
                 self.progress.folder_state(m.source, "done")
+                return
+            except Cancelled:
+                report.note = "stopped: the job was interrupted"
                 return
             except (RetryableError, ConnectFailed) as exc:
                 # ConnectFailed here means the server went away after we had connected (restart,
