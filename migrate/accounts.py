@@ -55,9 +55,18 @@ def resolve_secret(spec: str, *, what: str) -> Secret:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"{what}: file {path} does not exist", hint="check the path after 'file:'") from None
-        except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{what}: cannot read {path} ({type(exc).__name__})",
+        except PermissionError:
+            raise UsageError(f"{what}: cannot read {path} (permission denied)",
                              hint="make the file readable by this user") from None
+        except IsADirectoryError:
+            raise UsageError(f"{what}: cannot read {path} (it is a directory)",
+                             hint="give file:PATH of a file holding the secret") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{what}: cannot read {path} (not UTF-8 text)",
+                             hint="put the secret as UTF-8 text on the first line") from None
+        except OSError as exc:
+            raise UsageError(f"{what}: cannot read {path} ({exc.strerror or type(exc).__name__})",
+                             hint="check the path after 'file:'") from None
         value = text.rstrip("\r\n")
         if not value:
             raise UsageError(f"{what}: file {path} is empty", hint="put the secret on the first line")

@@ -88,9 +88,10 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(path.parent, 0o700)
+        if not path.parent.exists():  # only a folder we create is made private: never chmod /tmp or cwd
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.chmod(path.parent, 0o700)
         new = not path.exists()
         try:
             self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)

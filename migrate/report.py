@@ -4,6 +4,7 @@ confirmation mail. Field names are a public contract (admins script against them
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -93,7 +94,10 @@ class JobReport(BaseModel):
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        # Private: it holds addresses and subjects of failed messages.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(self.model_dump_json(indent=2))
         tmp.replace(path)
 
     @classmethod

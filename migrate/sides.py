@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ def build_side(o: SideOptions) -> Side:
     flag = f"--{o.role}"
     if o.maildir or o.mbox:
         if o.maildir and o.mbox:
-            raise UsageError(f"{flag}-maildir and {flag}-mbox cannot both be given")
+            raise UsageError(f"{flag}-maildir and {flag}-mbox cannot both be given", hint="give only one of them")
         if o.mbox and o.role == "target":
             raise UsageError("an mbox cannot be a target (it is read-only here)", hint="use --target-maildir")
         return _local_side(o)
@@ -94,10 +95,12 @@ def build_side(o: SideOptions) -> Side:
                          hint=f"give {flag}-host (and {flag}-port/{flag}-security) or {flag}-provider")
     security = (o.security or (preset.imap_security if preset else "ssl")).lower()
     if security not in SECURITIES:
-        raise UsageError(f"{flag}-security must be one of ssl, starttls, none (got '{o.security}')")
+        raise UsageError(f"{flag}-security must be one of ssl, starttls, none (got '{o.security}')",
+                         hint="ssl for port 993, starttls for port 143; none only on a trusted network")
     port = o.port or (preset.imap_port if preset and not o.host else None) or (993 if security == "ssl" else 143)
     if not 0 < port < 65536:
-        raise UsageError(f"{flag}-port {port} is not a port number (1-65535)")
+        raise UsageError(f"{flag}-port {port} is not a port number (1-65535)",
+                         hint="IMAP uses 993 (ssl) or 143 (starttls)")
     username = o.username
     if not username and preset and preset.username == "localpart":
         username = o.email.partition("@")[0]
@@ -118,8 +121,8 @@ def build_side(o: SideOptions) -> Side:
                           username=username, password=password, oauth_token=token,
                           oauth_mechanism=o.oauth_mechanism, ca_file=o.ca_file, insecure=o.insecure,
                           timeout=o.timeout, provider=preset.name if preset else None)
-    if o.ca_file and not os.path.exists(o.ca_file):
-        raise UsageError(f"{flag}-ca-file {o.ca_file} does not exist")
+    if o.ca_file:
+        _check_ca_file(o.ca_file, f"{flag}-ca-file")
 
     def factory() -> Endpoint:
         from .imap import connect
@@ -137,6 +140,20 @@ def build_side(o: SideOptions) -> Side:
                 password=password, login=account.login)
 
 
+def _check_ca_file(path: str, flag: str) -> None:
+    """Load the CA file now, so a wrong path or a non-PEM file is a usage error, not a TLS failure later."""
+    hint = "give the CA certificate (PEM, '-----BEGIN CERTIFICATE-----') that signed the server's certificate"
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path} does not exist", hint=hint)
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a directory", hint=hint)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        raise UsageError(f"{flag} {path} is not a usable CA certificate ({reason})", hint=hint) from None
+
+
 def _stored_signin(preset: object, email: str) -> TokenProvider | None:
     """A token provider from ``mailmigrate auth`` (stored refresh token), if one exists."""
     try:
@@ -150,7 +167,8 @@ def _local_side(o: SideOptions) -> Side:
     if o.maildir:
         store = LocalStore("maildir", Path(o.maildir).expanduser(), o.email)
         if o.role == "source" and not store.path.is_dir():
-            raise UsageError(f"--source-maildir {store.path} is not a directory")
+            raise UsageError(f"--source-maildir {store.path} is not a directory",
+                             hint="give the Maildir folder (the one holding cur/, new/, tmp/)")
 
         def factory() -> Endpoint:
             from .local.maildir import MaildirEndpoint
@@ -159,7 +177,8 @@ def _local_side(o: SideOptions) -> Side:
         assert o.mbox is not None
         store = LocalStore("mbox", Path(o.mbox).expanduser(), o.email)
         if not store.path.exists():
-            raise UsageError(f"--source-mbox {store.path} does not exist")
+            raise UsageError(f"--source-mbox {store.path} does not exist",
+                             hint="give an mbox file or a folder of mbox files")
 
         def factory() -> Endpoint:
             from .local.mbox import MboxEndpoint
@@ -172,5 +191,6 @@ def security_value(value: str | None) -> Security | None:
         return None
     v = value.lower()
     if v not in SECURITIES:
-        raise UsageError(f"security must be one of ssl, starttls, none (got '{value}')")
+        raise UsageError(f"security must be one of ssl, starttls, none (got '{value}')",
+                         hint="ssl for port 993, starttls for port 143; none only on a trusted network")
     return v  # type: ignore[return-value]

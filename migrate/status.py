@@ -24,7 +24,8 @@ def _journals(path: Path | None) -> list[Path]:
 def _job_table(journal_path: Path, j: Journal, job_filter: str | None) -> tuple[Table, list[dict[str, object]]]:
     table = Table(title=str(journal_path), title_justify="left")
     for c in ("job", "source", "target", "state", "running", "copied", "present", "failed", "progress", "updated"):
-        table.add_column(c)
+        # the job id is what ``status JOB`` takes: never truncate it, even on a narrow or piped output
+        table.add_column(c, no_wrap=c == "job", min_width=12 if c == "job" else None)
     shown = []
     for job in j.jobs():
         jid = str(job["job_id"])

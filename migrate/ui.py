@@ -92,14 +92,14 @@ def print_summary(report: JobReport) -> None:
     failures = report.failures()
     for f in failures[:50]:
         subj = f" subject={f.subject!r}" if f.subject else ""
-        out.print(f"failed: {f.folder} uid {f.uid}{subj}: {f.reason}", markup=False)
+        out.print(f"failed: {f.folder} uid {f.uid}{subj}: {f.reason}", markup=False, soft_wrap=True)
     if len(failures) > 50:
         out.print(f"... and {len(failures) - 50} more failures (see the JSON report)")
     status = {"ok": "[green]done[/]", "partial": "[yellow]done, some messages failed[/]",
               "dry-run": "[cyan]dry run[/]", "interrupted": "[red]interrupted[/]", "failed": "[red]failed[/]"}
     out.print(f"status: {status.get(report.status, report.status)} (exit {report.exit_code})")
     if report.notification:
-        out.print(report.notification, markup=False)
+        out.print(report.notification, markup=False, soft_wrap=True)
     if report.error:
-        out.print(f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else ""),
-                  markup=False)
+        err.print(f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else ""),
+                  markup=False, soft_wrap=True)  # one line, never wrapped: scripts grep it
