@@ -91,7 +91,11 @@ class Ledger:
                                (folder,))
             start = 1
         learned = 0
-        if status.uidnext > start or start == 1:
+        (known,) = self.c.execute(
+            "SELECT COUNT(*) FROM ledger WHERE folder=? AND uidvalidity=? AND uid>=? AND uid<?",
+            (folder, status.uidvalidity, start, status.uidnext)).fetchone()
+        # Every UID since the last scan is one we appended ourselves (APPENDUID): nothing to learn.
+        if status.uidnext > start and known < status.uidnext - start:
             uids = None if start == 1 else list(range(start, status.uidnext))
             learned += self._learn(target, folder, status, uids)
         with self.j.tx():
