@@ -129,9 +129,13 @@ class Journal:
                 "CREATE TABLE IF NOT EXISTS messages (job_id TEXT, source_folder TEXT, uidvalidity INTEGER,"
                 " uid INTEGER, key TEXT, flags TEXT, state TEXT, ledger_id INTEGER, reason TEXT,"
                 " size INTEGER, PRIMARY KEY (job_id, source_folder, uidvalidity, uid))")
+            self.conn.execute("CREATE INDEX IF NOT EXISTS messages_ledger ON messages (job_id, ledger_id)")
             self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, folder TEXT,"
                 " uidvalidity INTEGER, uid INTEGER, key TEXT, state TEXT, job_id TEXT)")
+            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(ledger)")}
+            if "owner" not in cols:
+                self.conn.execute("ALTER TABLE ledger ADD COLUMN owner TEXT")
             self.conn.execute("CREATE INDEX IF NOT EXISTS ledger_key ON ledger (folder, key)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS ledger_uid ON ledger (folder, uid)")
             self.conn.execute(
@@ -335,6 +339,55 @@ def folder_lock(journal_path: Path, target_folder: str) -> Iterator[None]:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+class OwnerLock:
+    """Marks one live attempt at copying a folder. Ledger claims name their owner, so that a
+    reconcile can tell claims of a running attempt (in flight: leave them) from claims of one that
+    died or gave up (verify them against the target)."""
+
+    def __init__(self, journal_path: Path) -> None:
+        self.dir = journal_path.parent / (journal_path.name + ".locks")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.token = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self.path = self.dir / f"owner-{self.token}.lock"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None  # type: ignore[assignment]
+
+    def __enter__(self) -> OwnerLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def owner_alive(journal_path: Path, token: str | None) -> bool:
+    if not token:
+        return False
+    path = journal_path.parent / (journal_path.name + ".locks") / f"owner-{token}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    finally:
+        os.close(fd)
 
 
 class JobGuard:

@@ -172,3 +172,32 @@ def test_rerun_while_running_is_refused(dovecot, new_user, tmp_path):
         p.wait(120)
     assert p.returncode == 0
     _assert_equal(src, dst)
+
+
+def test_big_folder_split_across_connections(dovecot, new_user, tmp_path):
+    """A folder big enough to be copied by several connections at once: twins that fall into
+    different parts both arrive, a kill mid-way and a resume leave it exact."""
+    srv = dovecot("slash")
+    src, dst = new_user(srv), new_user(srv)
+    twin = msg(5000, extra=b"X-Twin: yes\r\n")
+    with src.client() as c:
+        c.append("INBOX", twin)
+        for i in range(1300):
+            c.append("INBOX", msg(i, mid=None if i % 50 == 0 else "auto"))
+        c.append("INBOX", twin)  # same bytes as the first message: lands in another part
+    journal = tmp_path / "j.sqlite"
+    args = ["import", *cli_args("source", src), *cli_args("target", dst), "--journal", str(journal), "-q",
+            "--connections", "4", "--batch-size", "20", "--no-notify"]
+    r = cli(*args, env={"MAILMIGRATE_FAULT": "after-append:700"})
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert 0 < count(dst, "INBOX") < 1302
+    final = cli(*args, "--report", str(tmp_path / "r.json"))
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+    import json
+    rep = json.loads((tmp_path / "r.json").read_text())
+    inbox = next(f for f in rep["folders"] if f["source"] == "INBOX")
+    assert inbox["copied"] + inbox["skipped_duplicates"] == 1302
+    again = cli(*args, "--report", str(tmp_path / "r2.json"))
+    assert again.returncode == 0
+    assert json.loads((tmp_path / "r2.json").read_text())["totals"]["copied"] == 0

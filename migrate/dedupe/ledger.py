@@ -11,17 +11,18 @@ Rows: ``(folder, uidvalidity, uid, key, state, job_id)`` where state is
 * ``present``: the target holds it (``uid`` may be NULL for a server without UIDPLUS until the
   next scan finds it).
 
-All methods that decide must run under ``journal.folder_lock`` for the folder: any ``claimed`` row
-seen by a lock holder belongs to a run that died between APPEND and its commit. ``reconcile`` then
-matches it against the target: found -> ``present`` (the APPEND did happen: no second copy), not
-found -> deleted (the APPEND never happened: the message is copied again). That is how an APPEND
-whose OK never arrived is neither lost nor doubled.
+Deciding (``reconcile`` + ``counts`` + ``claim``) runs under ``journal.folder_lock``; the APPENDs
+themselves run outside it. Every claim names its owner (``journal.OwnerLock``: one live attempt at
+a folder). A claim of a live owner is in flight and counts as present. A claim whose owner died or
+gave up is verified by ``reconcile`` against the target: found -> ``present`` (the APPEND did happen:
+no second copy), not found -> deleted (the APPEND never happened: the message is copied again).
+That is how an APPEND whose OK never arrived is neither lost nor doubled.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..endpoint import Endpoint
 from ..journal import Journal
@@ -46,14 +47,15 @@ class Ledger:
     def existing_ids(self, folder: str) -> set[int]:
         return {r[0] for r in self.c.execute("SELECT id FROM ledger WHERE folder=?", (folder,))}
 
-    def orphans_of_job(self, folder: str, job_id: str, referenced: set[int]) -> dict[str, list[int]]:
-        """Rows this job put there that no journal message points at (a crash between APPEND
-        and the journal commit, recovered by ``reconcile``): key -> row ids."""
+    def orphans_of_job(self, folder: str, job_id: str) -> dict[str, list[int]]:
+        """Rows this job's APPENDs put there that no journal message points at: the process died
+        between APPEND and its journal commit, and ``reconcile`` found the message. key -> ids."""
         out: dict[str, list[int]] = {}
-        for rid, key in self.c.execute("SELECT id, key FROM ledger WHERE folder=? AND job_id=? ORDER BY id",
-                                       (folder, job_id)):
-            if rid not in referenced:
-                out.setdefault(key, []).append(rid)
+        for rid, key in self.c.execute(
+                "SELECT id, key FROM ledger l WHERE folder=? AND job_id=? AND state='present' AND NOT EXISTS"
+                " (SELECT 1 FROM messages m WHERE m.job_id=l.job_id AND m.ledger_id=l.id) ORDER BY id",
+                (folder, job_id)):
+            out.setdefault(key, []).append(rid)
         return out
 
     def uid_of(self, row_id: int) -> int | None:
@@ -62,23 +64,26 @@ class Ledger:
 
     # --- writing (call inside journal.tx(), under the folder lock) -------------------------
 
-    def claim(self, folder: str, key: str, job_id: str) -> int:
-        cur = self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
-                             " VALUES (?, NULL, NULL, ?, 'claimed', ?)", (folder, key, job_id))
+    def claim(self, folder: str, key: str, job_id: str, owner: str) -> int:
+        cur = self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id, owner)"
+                             " VALUES (?, NULL, NULL, ?, 'claimed', ?, ?)", (folder, key, job_id, owner))
         return int(cur.lastrowid or 0)
 
     def confirm(self, row_id: int, uid: int | None, uidvalidity: int | None) -> None:
-        self.c.execute("UPDATE ledger SET state='present', uid=?, uidvalidity=? WHERE id=?",
-                       (uid, uidvalidity, row_id))
+        # Without APPENDUID keep a UID a concurrent reconcile may already have attached.
+        self.c.execute("UPDATE ledger SET state='present', uid=COALESCE(?, uid),"
+                       " uidvalidity=COALESCE(?, uidvalidity) WHERE id=?", (uid, uidvalidity, row_id))
 
     def release(self, row_id: int) -> None:
         self.c.execute("DELETE FROM ledger WHERE id=?", (row_id,))
 
     # --- syncing with the target -----------------------------------------------------------
 
-    def reconcile(self, target: Endpoint, folder: str, status: FolderStatus) -> int:
+    def reconcile(self, target: Endpoint, folder: str, status: FolderStatus,
+                  alive: Callable[[str | None], bool]) -> int:
         """Bring the folder's rows up to date with the target. Returns the number of target
-        messages newly learned. Must be called under the folder lock."""
+        messages newly learned. Must be called under the folder lock; ``alive(owner)`` tells
+        whether a claim's owner is still at work."""
         row = self.c.execute("SELECT uidvalidity, scanned_uidnext FROM ledger_scan WHERE folder=?",
                              (folder,)).fetchone()
         start = 1
@@ -97,24 +102,34 @@ class Ledger:
         # Every UID since the last scan is one we appended ourselves (APPENDUID): nothing to learn.
         if status.uidnext > start and known < status.uidnext - start:
             uids = None if start == 1 else list(range(start, status.uidnext))
-            learned += self._learn(target, folder, status, uids)
+            learned += self._learn(target, folder, status, uids, alive)
         with self.j.tx():
             self.c.execute("INSERT INTO ledger_scan (folder, uidvalidity, scanned_uidnext) VALUES (?,?,?)"
                            " ON CONFLICT(folder) DO UPDATE SET uidvalidity=excluded.uidvalidity,"
                            " scanned_uidnext=excluded.scanned_uidnext", (folder, status.uidvalidity, status.uidnext))
-            # Claims still without a UID after the scan: the APPEND never reached the target.
-            self.c.execute("DELETE FROM ledger WHERE folder=? AND state='claimed'", (folder,))
+            # Claims of dead owners still without a UID after the scan: that APPEND never reached
+            # the target. (A live owner's claim is in flight: it stays and counts as present.)
+            owners = {r[0] for r in self.c.execute(
+                "SELECT DISTINCT owner FROM ledger WHERE folder=? AND state='claimed' AND uid IS NULL", (folder,))}
+            for owner in owners:
+                if not alive(owner):
+                    self.c.execute("DELETE FROM ledger WHERE folder=? AND state='claimed' AND uid IS NULL"
+                                   " AND owner IS ?", (folder, owner))
         (with_uid,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NOT NULL",
                                      (folder,)).fetchone()
-        if with_uid != status.exists:
-            learned += self._full_resync(target, folder, status)
+        (in_flight,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NULL"
+                                      " AND state='claimed'", (folder,)).fetchone()
+        # Rows and target disagree (beyond APPENDs in flight right now): match everything again.
+        if with_uid > status.exists or with_uid + in_flight < status.exists:
+            learned += self._full_resync(target, folder, status, alive)
         return learned
 
     def _has_uids(self, folder: str) -> bool:
         return self.c.execute("SELECT 1 FROM ledger WHERE folder=? AND uid IS NOT NULL LIMIT 1",
                               (folder,)).fetchone() is not None
 
-    def _learn(self, target: Endpoint, folder: str, status: FolderStatus, uids: list[int] | None) -> int:
+    def _learn(self, target: Endpoint, folder: str, status: FolderStatus, uids: list[int] | None,
+               alive: Callable[[str | None], bool]) -> int:
         learned = 0
         batch: list[tuple[int, str]] = []
 
@@ -125,12 +140,20 @@ class Ledger:
                     if self.c.execute("SELECT 1 FROM ledger WHERE folder=? AND uid=? AND uidvalidity=?",
                                       (folder, uid, status.uidvalidity)).fetchone():
                         continue
-                    # Prefer a row waiting for its UID: our own APPEND (claim of a dead run, or a
-                    # server without UIDPLUS) rather than a message someone else put there.
-                    r = self.c.execute("SELECT id FROM ledger WHERE folder=? AND key=? AND uid IS NULL"
-                                       " ORDER BY state='present' DESC, id LIMIT 1", (folder, key)).fetchone()
-                    if r:
-                        self.confirm(r[0], uid, status.uidvalidity)
+                    # Prefer a row waiting for its UID: our own APPEND (claim of a dead attempt, or
+                    # a server without UIDPLUS) rather than a message someone else put there.
+                    waiting = self.c.execute("SELECT id, state, owner FROM ledger WHERE folder=? AND key=?"
+                                             " AND uid IS NULL ORDER BY state='present' DESC, id",
+                                             (folder, key)).fetchall()
+                    pick = next((rid for rid, state, owner in waiting
+                                 if state == "present" or not alive(owner)), None)
+                    if pick is not None:
+                        self.confirm(pick, uid, status.uidvalidity)
+                    elif waiting:
+                        # A live attempt is appending this key right now: the UID is most likely
+                        # its own and it will record it from APPENDUID. If not, the count check
+                        # below (exists vs rows) triggers a full resync.
+                        continue
                     else:
                         self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
                                        " VALUES (?,?,?,?, 'present', NULL)", (folder, status.uidvalidity, uid, key))
@@ -145,23 +168,38 @@ class Ledger:
         learned += flush()
         return learned
 
-    def _full_resync(self, target: Endpoint, folder: str, status: FolderStatus) -> int:
-        """Counts disagree (messages expunged on the target, or a lost journal): match every
-        target message against the rows; rows whose UID vanished are dropped."""
+    def _full_resync(self, target: Endpoint, folder: str, status: FolderStatus,
+                     alive: Callable[[str | None], bool]) -> int:
+        """Counts disagree (messages expunged on the target, a lost journal, a UID guessed for the
+        wrong row): match every target message against the rows again. Rows keep their ids (the
+        journal points at them); a row whose message is gone is dropped."""
         actual: dict[int, str] = {m.uid: key_of(m) for m in target.fetch_meta(folder, None, with_keys=True)}
+        learned = 0
         with self.j.tx():
-            stored = {r[0]: (r[1], r[2]) for r in self.c.execute(
-                "SELECT id, uid, key FROM ledger WHERE folder=? AND uid IS NOT NULL", (folder,))}
-            by_uid = {uid: rid for rid, (uid, _k) in stored.items()}
-            for rid, (uid, _key) in stored.items():
-                if uid not in actual:
-                    self.release(rid)
-            learned = 0
+            seen: set[int] = set()
+            for rid, uid in self.c.execute("SELECT id, uid FROM ledger WHERE folder=? AND uid IS NOT NULL"
+                                           " ORDER BY id", (folder,)).fetchall():
+                if uid not in actual or uid in seen:  # vanished, or a second row claiming one UID
+                    self.c.execute("UPDATE ledger SET uid=NULL, uidvalidity=NULL WHERE id=?", (rid,))
+                else:
+                    seen.add(uid)
             for uid, key in actual.items():
-                if uid not in by_uid:
+                if uid in seen:
+                    continue
+                waiting = self.c.execute("SELECT id, state, owner FROM ledger WHERE folder=? AND key=?"
+                                         " AND uid IS NULL ORDER BY state='present' DESC, id",
+                                         (folder, key)).fetchall()
+                pick = next((rid for rid, state, owner in waiting if state == "present" or not alive(owner)), None)
+                if pick is not None:
+                    self.confirm(pick, uid, status.uidvalidity)
+                elif waiting:
+                    continue  # in flight: its live owner records it
+                else:
                     self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
                                    " VALUES (?,?,?,?, 'present', NULL)", (folder, status.uidvalidity, uid, key))
                     learned += 1
+            # A "present" row that matched no message: that message is gone from the target.
+            self.c.execute("DELETE FROM ledger WHERE folder=? AND state='present' AND uid IS NULL", (folder,))
         return learned
 
 

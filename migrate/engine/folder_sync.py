@@ -9,10 +9,15 @@ The steps, each safe to interrupt at any point:
    to fetch. With only MODSEQ changed -> fetch just the changed flags (CONDSTORE).
 3. Otherwise list the folder's UIDs and flags; sync changed flags onto the copies we made; fetch
    identifying headers of messages the journal does not know yet and compute their keys.
-4. In chunks, under the target folder's lock: reconcile the ledger with the target, decide per
-   key how many copies are missing (counts, not presence: twins both arrive), record duplicates,
-   then claim -> fetch -> APPEND -> confirm in byte-bounded batches. Each batch's ledger and
-   journal rows commit in one transaction.
+4. In chunks: under the target folder's lock, reconcile the ledger with the target, decide per
+   key how many copies are missing (counts, not presence: twins both arrive), record duplicates
+   and commit claims for the rest. Then, outside the lock, fetch -> APPEND -> confirm in
+   byte-bounded batches, fetching the next batch while the current one is appended. Each batch's
+   ledger and journal rows commit in one transaction.
+
+A big folder is split into parts (contiguous UID ranges) that run on several connections at
+once. The folder is scanned once for all of them (``FolderScan``), so a key's count always covers
+the whole folder; the claims of a live part count as present for the others.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from ..dedupe.keys import key_of, message_id_of, subject_of
 from ..dedupe.ledger import Ledger, plan_copies
 from ..endpoint import Endpoint
-from ..journal import FolderRecord, Journal, MessageRecord, folder_lock
-from ..models import NON_COPYABLE_FLAGS, AppendItem, MessageMeta
+from ..journal import FolderRecord, Journal, MessageRecord, OwnerLock, folder_lock, owner_alive
+from ..models import NON_COPYABLE_FLAGS, AppendItem, FolderStatus, MessageMeta, RawMessage
 from ..report import Failure, FolderReport
 from .progress import Progress
 
@@ -82,9 +88,30 @@ def _fault_point(name: str, n: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dataclass
+class FolderScan:
+    """One scan of a source folder, shared by the parts that copy it (computed by the first)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    status: FolderStatus | None = None
+    fast: bool = False  # unchanged since the last complete pass: nothing to fetch
+    note: str | None = None
+    metas: dict[int, MessageMeta] = field(default_factory=dict)  # every source message
+    keys: dict[int, str] = field(default_factory=dict)
+    source_keys: Counter[str] = field(default_factory=Counter)
+    open_uids: list[int] = field(default_factory=list)  # to decide: new, or failed before
+    settled: int = 0  # already copied or present before this run
+    failed_before: int = 0
+    flags_updated: int = 0
+
+
 class FolderSync:
+    """Copies one part (``part`` of ``parts``) of a folder. Safe to redo after any failure."""
+
     def __init__(self, settings: SyncSettings, source: str, target: str, src: Endpoint, dst: Endpoint,
-                 journal: Journal, progress: Progress, report: FolderReport) -> None:
+                 journal: Journal, progress: Progress, report: FolderReport, *, scan: FolderScan | None = None,
+                 part: int = 0, parts: int = 1) -> None:
         self.s = settings
         self.source, self.target = source, target
         self.src, self.dst = src, dst
@@ -92,9 +119,11 @@ class FolderSync:
         self.ledger = Ledger(journal)
         self.progress = progress
         self.r = report
+        self.scan = scan or FolderScan()
+        self.part, self.parts = part, parts
         self._perm: frozenset[str] | None = None
         self._perm_known = False
-        self.copied_this_run = 0  # copied by an earlier attempt of this run (see Job._sync_one)
+        self.owner = ""
 
     # --- flags ----------------------------------------------------------------------------
 
@@ -118,75 +147,92 @@ class FolderSync:
     # --- main -----------------------------------------------------------------------------
 
     def run(self) -> FolderReport:
+        """Copy this part. The caller marks the folder complete once every part succeeded."""
         t0 = time.monotonic()
-        st = self.src.status(self.source)
-        rec = self.j.folder(self.s.job_id, self.source)
-        if rec and rec.uidvalidity is not None and rec.uidvalidity != st.uidvalidity:
-            self.j.forget_uidvalidity(self.s.job_id, self.source, st.uidvalidity)
-            self.r.note = (f"source UIDVALIDITY changed ({rec.uidvalidity} -> {st.uidvalidity}): "
-                           "rescanned by content, nothing copied twice")
-            rec = None
-        known = self.j.messages(self.s.job_id, self.source, st.uidvalidity)
-        unchanged = bool(rec and rec.complete and rec.uidnext == st.uidnext and rec.exists == st.exists
-                         and rec.target_folder == self.target)
-        self.progress.folder_total(self.source, st.exists)
-        if unchanged and rec and st.highestmodseq is not None and rec.highestmodseq is not None:
-            if rec.highestmodseq != st.highestmodseq:
-                changed = list(self.src.fetch_meta(self.source, None, changed_since=rec.highestmodseq,
-                                                   with_keys=False))
-                self._sync_flags(changed, known, st.uidvalidity)
-            settled = sum(1 for m in known.values() if m.state in ("copied", "duplicate"))
-            self.r.source_messages = st.exists
-            self.r.skipped_duplicates = settled
-            self.r.failed = sum(1 for m in known.values() if m.state == "failed")
-            self.progress.count(self.source, duplicates=settled)
-            if self.r.failed == 0:
-                self._save(st, complete=True)
-                self.r.duration_s = round(time.monotonic() - t0, 3)
-                return self.r
-            # failed messages from an earlier run: fall through and try them again
-        self._full_pass(st, known)
+        with OwnerLock(self.s.journal_path) as owner:  # type: ignore[arg-type]
+            self.owner = owner.token
+            with self.scan.lock:
+                if not self.scan.done:
+                    self._scan()
+                    self.scan.done = True
+            sc = self.scan
+            if self.part == 0:
+                self.r.note = sc.note or self.r.note
+                self.r.flags_updated = sc.flags_updated
+            if sc.fast:
+                if self.part == 0:
+                    self.r.source_messages = len(sc.metas) or (sc.status.exists if sc.status else 0)
+                    self.r.skipped_duplicates = sc.settled
+                    self.progress.count(self.source, duplicates=sc.settled)
+            else:
+                self._copy_share()
         self.r.duration_s = round(time.monotonic() - t0, 3)
         return self.r
 
-    def _save(self, st: object, *, complete: bool) -> None:
-        self.j.save_folder(self.s.job_id, FolderRecord(
-            self.source, self.target, st.uidvalidity, st.uidnext, st.exists,  # type: ignore[attr-defined]
-            st.highestmodseq, complete))  # type: ignore[attr-defined]
+    def save_complete(self) -> None:
+        st = self.scan.status
+        assert st is not None
+        self.j.save_folder(self.s.job_id, FolderRecord(self.source, self.target, st.uidvalidity, st.uidnext,
+                                                       st.exists, st.highestmodseq, True))
 
-    def _full_pass(self, st: object, known: dict[int, MessageRecord]) -> None:
-        uidvalidity: int = st.uidvalidity  # type: ignore[attr-defined]
-        self._save(st, complete=False)
-        metas = list(self.src.fetch_meta(self.source, None, with_keys=False))
-        self.r.source_messages = len(metas)
-        self.progress.folder_total(self.source, len(metas))
-        self._sync_flags([m for m in metas if m.uid in known], known, uidvalidity)
-
-        new_uids = [m.uid for m in metas if m.uid not in known]
-        keyed: dict[int, MessageMeta] = {}
+    def _scan(self) -> None:
+        sc = self.scan
+        st = sc.status = self.src.status(self.source)
+        rec = self.j.folder(self.s.job_id, self.source)
+        if rec and rec.uidvalidity is not None and rec.uidvalidity != st.uidvalidity:
+            self.j.forget_uidvalidity(self.s.job_id, self.source, st.uidvalidity)
+            sc.note = (f"source UIDVALIDITY changed ({rec.uidvalidity} -> {st.uidvalidity}): "
+                       "rescanned by content, nothing copied twice")
+            rec = None
+        known = self.j.messages(self.s.job_id, self.source, st.uidvalidity)
+        self.progress.folder_total(self.source, st.exists)
+        unchanged = bool(rec and rec.complete and rec.uidnext == st.uidnext and rec.exists == st.exists
+                         and rec.target_folder == self.target and st.highestmodseq is not None
+                         and rec.highestmodseq is not None)
+        failed_before = sum(1 for m in known.values() if m.state == "failed")
+        if unchanged and rec and not failed_before:
+            if rec.highestmodseq != st.highestmodseq:  # only flags changed (CONDSTORE)
+                changed = list(self.src.fetch_meta(self.source, None, changed_since=rec.highestmodseq,
+                                                   with_keys=False))
+                self._sync_flags(changed, known, st.uidvalidity)
+            sc.fast = True
+            sc.settled = sum(1 for m in known.values() if m.state in ("copied", "duplicate"))
+            return
+        self.j.save_folder(self.s.job_id, FolderRecord(self.source, self.target, st.uidvalidity, st.uidnext,
+                                                       st.exists, st.highestmodseq, False))
+        sc.metas = {m.uid: m for m in self.src.fetch_meta(self.source, None, with_keys=False)}
+        self.progress.folder_total(self.source, len(sc.metas))
+        self._sync_flags([m for m in sc.metas.values() if m.uid in known], known, st.uidvalidity)
+        new_uids = [u for u in sc.metas if u not in known]
         for m in self.src.fetch_meta(self.source, new_uids, with_keys=True) if new_uids else ():
-            keyed[m.uid] = m
-        by_uid = {m.uid: m for m in metas}
-        keys: dict[int, str] = {}
-        for uid, m in keyed.items():
-            keys[uid] = key_of(m)
+            sc.metas[m.uid] = m
+            sc.keys[m.uid] = key_of(m)
         for uid, k in known.items():
-            if uid in by_uid:
-                keys[uid] = k.key
-        source_keys: Counter[str] = Counter(keys.values())
-        open_uids = [m.uid for m in metas if m.uid in keys and (m.uid not in known or known[m.uid].state == "failed")]
-        already = sum(1 for m in metas if m.uid in known and known[m.uid].state in ("copied", "duplicate"))
-        already = max(0, already - self.copied_this_run)
-        self.r.skipped_duplicates += already
-        self.progress.count(self.source, duplicates=already)
+            if uid in sc.metas:
+                sc.keys[uid] = k.key
+        sc.source_keys = Counter(sc.keys.values())
+        sc.open_uids = sorted(u for u in sc.metas if u in sc.keys
+                              and (u not in known or known[u].state == "failed"))
+        sc.settled = sum(1 for u in sc.metas if u in known and known[u].state in ("copied", "duplicate"))
 
+    def _copy_share(self) -> None:
+        sc = self.scan
+        assert sc.status is not None
+        uidvalidity = sc.status.uidvalidity
+        n = len(sc.open_uids)
+        share = sc.open_uids[n * self.part // self.parts: n * (self.part + 1) // self.parts]
+        if self.part == 0:
+            self.r.source_messages = len(sc.metas)
+            self.r.skipped_duplicates += sc.settled
+            self.progress.count(self.source, duplicates=sc.settled)
+        # A retry of this part: what an earlier attempt settled is in the journal now.
+        known = self.j.messages(self.s.job_id, self.source, uidvalidity)
+        share = [u for u in share if u not in known or known[u].state == "failed"]
         excluded: set[str] = self.s.exclude_keys() if self.s.exclude_keys else set()
-        referenced = {m.ledger_id for m in known.values() if m.ledger_id is not None}
-        for i in range(0, len(open_uids), self.s.chunk):
-            chunk = open_uids[i:i + self.s.chunk]
-            metas_chunk = [keyed.get(u) or by_uid[u] for u in chunk]
-            self._copy_chunk(metas_chunk, keys, source_keys, excluded, referenced, uidvalidity)
-        self._save(st, complete=True)
+        for i in range(0, len(share), self.s.chunk):
+            if self.s.cancel is not None and self.s.cancel.is_set():
+                raise Cancelled()
+            self._copy_chunk([sc.metas[u] for u in share[i:i + self.s.chunk]], excluded, uidvalidity)
 
     def _sync_flags(self, metas: list[MessageMeta], known: dict[int, MessageRecord], uidvalidity: int) -> None:
         """Apply source flag changes to the copies we made (migrate early, sync at cut-over)."""
@@ -206,14 +252,17 @@ class FolderSync:
             changes.append((m.uid, new))
         if changes:
             self.j.update_flags(self.s.job_id, self.source, uidvalidity, changes)
-            self.r.flags_updated += len(changes)
+            self.scan.flags_updated += len(changes)
 
-    def _copy_chunk(self, metas: list[MessageMeta], keys: dict[int, str], source_keys: Counter[str],
-                    excluded: set[str], referenced: set[int], uidvalidity: int) -> None:
-        job = self.s.job_id
+    def _alive(self, owner: str | None) -> bool:
+        return owner == self.owner or owner_alive(self.s.journal_path, owner)  # type: ignore[arg-type]
+
+    def _copy_chunk(self, metas: list[MessageMeta], excluded: set[str], uidvalidity: int) -> None:
+        job, keys = self.s.job_id, self.scan.keys
         with folder_lock(self.s.journal_path, self.target):  # type: ignore[arg-type]
-            tst = self.dst.status(self.target)
-            self.ledger.reconcile(self.dst, self.target, tst)
+            # Decide under the lock; APPEND after it (other parts and imports decide meanwhile,
+            # counting our claims as present).
+            self.ledger.reconcile(self.dst, self.target, self.dst.status(self.target), self._alive)
             open_by_key: dict[str, list[int]] = {}
             skipped_excluded: list[MessageMeta] = []
             for m in metas:
@@ -222,44 +271,59 @@ class FolderSync:
                 else:
                     open_by_key.setdefault(keys[m.uid], []).append(m.uid)
             tcounts = self.ledger.counts(self.target, open_by_key)
-            copy_uids, dup_uids = plan_copies(source_keys, tcounts, open_by_key)
-            orphans = self.ledger.orphans_of_job(self.target, job, referenced)
+            copy_uids, dup_uids = plan_copies(self.scan.source_keys, tcounts, open_by_key)
             by_uid = {m.uid: m for m in metas}
             rows = []
-            for uid in dup_uids:
-                m = by_uid[uid]
-                ids = orphans.get(keys[uid])
-                if ids:  # our own APPEND whose journal commit was lost: it is our copy
-                    lid = ids.pop(0)
-                    referenced.add(lid)
-                    rows.append((uid, keys[uid], tuple(m.flags), "copied", lid, None, m.size))
-                else:
-                    rows.append((uid, keys[uid], tuple(m.flags), "duplicate", None, None, m.size))
-            for m in skipped_excluded:  # e.g. All Mail: filed under a label already
-                rows.append((m.uid, keys[m.uid], tuple(m.flags), "duplicate", None, "filed in another folder",
-                             m.size))
-            if rows:
-                self.j.record_messages(job, self.source, uidvalidity, rows)
-                n = len(rows)
-                self.r.skipped_duplicates += n
-                self.progress.count(self.source, duplicates=n)
-
             to_copy: list[MessageMeta] = []
-            fail_rows = []
-            for uid in copy_uids:
-                m = by_uid[uid]
-                if self.s.append_limit and m.size > self.s.append_limit:
-                    reason = f"too big: {m.size} bytes, the target accepts at most {self.s.append_limit}"
-                    fail_rows.append((uid, keys[uid], tuple(m.flags), "failed", None, reason, m.size))
-                    self._fail(m, reason)
-                else:
-                    to_copy.append(m)
-            if fail_rows:
-                self.j.record_messages(job, self.source, uidvalidity, fail_rows)
-            for batch in _batches(to_copy, self.s.batch_bytes, self.s.batch_count):
-                if self.s.cancel is not None and self.s.cancel.is_set():
-                    raise Cancelled()
-                self._copy_batch(batch, keys, uidvalidity, referenced)
+            with self.j.tx():
+                orphans = self.ledger.orphans_of_job(self.target, job)
+                for uid in dup_uids:
+                    m = by_uid[uid]
+                    ids = orphans.get(keys[uid])
+                    if ids:  # our own APPEND whose journal commit was lost: it is our copy
+                        rows.append((uid, keys[uid], tuple(m.flags), "copied", ids.pop(0), None, m.size))
+                    else:
+                        rows.append((uid, keys[uid], tuple(m.flags), "duplicate", None, None, m.size))
+                for m in skipped_excluded:  # e.g. All Mail: filed under a label already
+                    rows.append((m.uid, keys[m.uid], tuple(m.flags), "duplicate", None, "filed in another folder",
+                                 m.size))
+                for uid in copy_uids:
+                    m = by_uid[uid]
+                    if self.s.append_limit and m.size > self.s.append_limit:
+                        reason = f"too big: {m.size} bytes, the target accepts at most {self.s.append_limit}"
+                        rows.append((uid, keys[uid], tuple(m.flags), "failed", None, reason, m.size))
+                        self._fail(m, reason)
+                    else:
+                        to_copy.append(m)
+                self.j.record_messages(job, self.source, uidvalidity, rows)
+                claims = {m.uid: self.ledger.claim(self.target, keys[m.uid], job, self.owner) for m in to_copy}
+        ndup = sum(1 for r in rows if r[3] != "failed")
+        self.r.skipped_duplicates += ndup
+        self.progress.count(self.source, duplicates=ndup)
+        self._transfer(to_copy, claims, uidvalidity)
+
+    def _transfer(self, to_copy: list[MessageMeta], claims: dict[int, int], uidvalidity: int) -> None:
+        """Fetch and APPEND in batches; the next batch is fetched while this one is appended
+        (two batches in memory at most, each bounded by ``batch_bytes``)."""
+        batches = list(_batches(to_copy, self.s.batch_bytes, self.s.batch_count))
+        if not batches:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+
+        def fetch(batch: list[MessageMeta]) -> dict[int, RawMessage]:
+            return {r.uid: r for r in self.src.fetch_messages(self.source, [m.uid for m in batch])}
+
+        try:
+            nxt: Future[dict[int, RawMessage]] = pool.submit(fetch, batches[0])
+            for i, batch in enumerate(batches):
+                raws = nxt.result()
+                if i + 1 < len(batches):
+                    if self.s.cancel is not None and self.s.cancel.is_set():
+                        raise Cancelled()
+                    nxt = pool.submit(fetch, batches[i + 1])
+                self._append_batch(batch, raws, claims, uidvalidity)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _fail(self, m: MessageMeta, reason: str) -> None:
         self.r.failed += 1
@@ -267,12 +331,9 @@ class FolderSync:
                                        subject=subject_of(m), size=m.size, reason=reason))
         self.progress.count(self.source, failed=1)
 
-    def _copy_batch(self, batch: list[MessageMeta], keys: dict[int, str], uidvalidity: int,
-                    referenced: set[int]) -> None:
-        job = self.s.job_id
-        with self.j.tx():
-            claims = {m.uid: self.ledger.claim(self.target, keys[m.uid], job) for m in batch}
-        raws = {r.uid: r for r in self.src.fetch_messages(self.source, [m.uid for m in batch])}
+    def _append_batch(self, batch: list[MessageMeta], raws: dict[int, RawMessage], claims: dict[int, int],
+                      uidvalidity: int) -> None:
+        job, keys = self.s.job_id, self.scan.keys
         items: list[AppendItem] = []
         order: list[MessageMeta] = []
         dropped_total = 0
@@ -288,9 +349,7 @@ class FolderSync:
         results = self.dst.append(self.target, items) if items else []
         _fault_point("after-append", len(results))
         rows = []
-        nbytes = 0
-        copied = 0
-        meta_of = {m.uid: m for m in batch}
+        nbytes = copied = 0
         with self.j.tx():
             for m in batch:
                 if m.uid not in raws:
@@ -299,7 +358,6 @@ class FolderSync:
                 raw = raws[m.uid]
                 if res.ok:
                     self.ledger.confirm(claims[m.uid], res.uid, res.uidvalidity)
-                    referenced.add(claims[m.uid])
                     rows.append((m.uid, keys[m.uid], tuple(f for f in raw.flags if f not in NON_COPYABLE_FLAGS),
                                  "copied", claims[m.uid], None, len(item.body)))
                     nbytes += len(item.body)
@@ -308,10 +366,9 @@ class FolderSync:
                     self.ledger.release(claims[m.uid])
                     reason = res.error or "refused by the target"
                     rows.append((m.uid, keys[m.uid], tuple(raw.flags), "failed", None, reason, len(item.body)))
-                    self._fail(meta_of[m.uid], reason)
+                    self._fail(m, reason)
             self.j.record_messages(job, self.source, uidvalidity, rows)
         self.r.copied += copied
         self.r.bytes += nbytes
         self.r.dropped_keywords += dropped_total
         self.progress.count(self.source, copied=copied, nbytes=nbytes)
-

@@ -38,7 +38,7 @@ from ..errors import (
 from ..folders import FolderMapping, FolderPlan, fallback_name, plan_folders
 from ..journal import JobGuard, Journal
 from ..report import ErrorInfo, FolderReport, JobReport, utcnow
-from .folder_sync import Cancelled, FolderSync, SyncSettings
+from .folder_sync import Cancelled, FolderScan, FolderSync, SyncSettings
 from .progress import Progress
 
 EndpointFactory = Callable[[], Endpoint]
@@ -69,6 +69,28 @@ class JobSpec:
     target_special: dict[str, str] = field(default_factory=dict)
     gmail_single_copy: bool = False  # keep one copy per message across labels (first label wins)
     rerun_command: str | None = None
+
+
+SPLIT_MIN = 1000  # a folder this big is copied by several connections at once
+SPLIT_PER = 500  # ... one part per this many messages, at most one per connection
+
+
+@dataclass
+class _Group:
+    """The parts of one folder: one scan, one report, complete when every part is."""
+
+    mapping: FolderMapping
+    scan: FolderScan
+    remaining: int
+    report: FolderReport
+
+
+@dataclass
+class _Part:
+    group: _Group
+    index: int
+    count: int
+    report: FolderReport
 
 
 class _Conns:
@@ -269,38 +291,56 @@ class Job:
         work = [m for m in plan.mappings if m.target is not None and m.selectable]
         all_mail = [m for m in work if m.reason == "gmail-all-mail"]
         first = sorted((m for m in work if m not in all_mail), key=lambda m: -sizes.get(m.source, 0))
-        self._run_pool(first, reports, journal)
+        self._run_pool(self._parts(first, sizes, reports), reports, journal)
         if all_mail and not self._fatal and not self.cancel.is_set():
-            self._run_pool(all_mail, reports, journal, all_mail=True)
+            self._run_pool(self._parts(all_mail, sizes, reports), reports, journal, all_mail=True)
         if self._fatal:
             raise self._fatal
 
-    def _run_pool(self, work: list[FolderMapping], reports: dict[str, FolderReport], journal: Journal,
+    def _parts(self, mappings: list[FolderMapping], sizes: dict[str, int],
+               reports: dict[str, FolderReport]) -> list[_Part]:
+        """Split big folders into parts so that one huge INBOX does not become the critical
+        path of the whole job. Parts of one folder are interleaved with the other folders."""
+        out: list[_Part] = []
+        for m in mappings:
+            size = sizes.get(m.source, 0)
+            n = 1
+            if self.spec.connections > 1 and size >= SPLIT_MIN:
+                n = min(self.spec.connections, max(2, size // SPLIT_PER))
+            group = _Group(mapping=m, scan=FolderScan(), remaining=n, report=reports[m.source])
+            out += [_Part(group, i, n, FolderReport(source=m.source, target=m.target)) for i in range(n)]
+        return sorted(out, key=lambda p: p.index)  # first parts of every folder first (largest first)
+
+    def _run_pool(self, work: list[_Part], reports: dict[str, FolderReport], journal: Journal,
                   *, all_mail: bool = False) -> None:
         if not work:
             return
         local = threading.local()
         n = max(1, min(self.spec.connections, len(work)))
 
-        def task(m: FolderMapping) -> None:
+        def task(p: _Part) -> None:
             if self.cancel.is_set():
-                reports[m.source].note = "not started: the job stopped"
+                p.group.report.note = "not started: the job stopped"
                 return
             if not hasattr(local, "conns"):
                 local.conns = _Conns(self.spec)
                 local.journal = Journal(self.spec.journal_path)
-            self._sync_one(m, reports[m.source], local.conns, local.journal, all_mail=all_mail)
+            try:
+                self._sync_one(p, local.conns, local.journal, all_mail=all_mail)
+            finally:
+                self._merge(p)
 
         pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="folder")
-        futures: list[Future[None]] = [pool.submit(task, m) for m in work]
+        futures: list[Future[None]] = [pool.submit(task, p) for p in work]
         try:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            wait(futures, return_when=FIRST_EXCEPTION)
             for f in futures:
                 exc = f.exception() if f.done() else None
                 if isinstance(exc, MigrateError) and self._fatal is None:
                     self._fatal = exc
                     self.cancel.set()
                 elif exc is not None and not isinstance(exc, MigrateError):
+                    self.cancel.set()
                     raise exc
             wait(futures)
             for f in futures:
@@ -312,8 +352,23 @@ class Job:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _sync_one(self, m: FolderMapping, report: FolderReport, conns: _Conns, journal: Journal,
-                  *, all_mail: bool) -> None:
+    def _merge(self, p: _Part) -> None:
+        """Add a finished part's counts to its folder's report."""
+        with self._lock:
+            r, x = p.group.report, p.report
+            r.copied += x.copied
+            r.skipped_duplicates += x.skipped_duplicates
+            r.failed += x.failed
+            r.failures.extend(x.failures)
+            r.bytes += x.bytes
+            r.dropped_keywords += x.dropped_keywords
+            r.flags_updated += x.flags_updated
+            r.source_messages = max(r.source_messages, x.source_messages)
+            r.duration_s = max(r.duration_s, x.duration_s)
+            r.note = x.note or r.note
+
+    def _sync_one(self, p: _Part, conns: _Conns, journal: Journal, *, all_mail: bool) -> None:
+        m, report = p.group.mapping, p.report
         assert m.target is not None
         settings = SyncSettings(
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
@@ -323,22 +378,24 @@ class Job:
         if all_mail:
             settings.exclude_keys = lambda: self._keys_elsewhere(journal, self.spec.job_id, m.source)
         self.progress.folder_state(m.source, "copying")
-        copied_before = 0
         for attempt in range(self.spec.retries + 1):
             if self.cancel.is_set():
                 report.note = "stopped: the job was interrupted"
                 return
             try:
-                # A retry redoes the folder: keep what this run copied, recount the rest.
-                copied_before = report.copied
+                # A retry redoes this part: keep what this run copied, recount the rest.
                 report.skipped_duplicates = 0
                 report.failed = 0
                 report.failures.clear()
                 sync = FolderSync(settings, m.source, m.target, conns.src(), conns.dst(), journal,
-                                  self.progress, report)
-                sync.copied_this_run = copied_before
+                                  self.progress, report, scan=p.group.scan, part=p.index, parts=p.count)
                 sync.run()
-                self.progress.folder_state(m.source, "done")
+                with self._lock:
+                    p.group.remaining -= 1
+                    last = p.group.remaining == 0
+                if last:  # every part done: the folder is complete as of the scan
+                    sync.save_complete()
+                    self.progress.folder_state(m.source, "done")
                 return
             except Cancelled:
                 report.note = "stopped: the job was interrupted"
@@ -346,8 +403,6 @@ class Job:
             except (RetryableError, ConnectFailed) as exc:
                 # ConnectFailed here means the server went away after we had connected (restart,
                 # network blip): worth retrying. At the very first connect it is fatal (see _run).
-                if isinstance(exc, FatalError) and not isinstance(exc, ConnectFailed):
-                    raise
                 conns.reset()
                 if attempt >= self.spec.retries:
                     raise

@@ -12,6 +12,8 @@ import imaplib
 import re
 import socket
 import ssl
+from functools import cache
+from typing import Any
 
 from ..errors import (
     AuthFailed,
@@ -31,6 +33,10 @@ TLS_HINT = ("pass the server's CA certificate with --source-ca-file/--target-ca-
             "or --insecure to skip verification (not recommended)")
 AUTH_HINT = ("check the login and password; providers with two-factor login "
              "(Gmail, Outlook, Yahoo, iCloud, GMX) need an app password")
+OAUTH_HINT = "check the OAuth client, its scopes (IMAP access) and the account name"
+MS_IMAP_HINT = ("Microsoft accepted the sign-in but not IMAP: IMAP may be disabled for this mailbox or the "
+                "tenant (Microsoft 365 admin center > Users > the user > Mail > Manage email apps > IMAP; "
+                "security defaults can block it too), or the token lacks IMAP.AccessAsUser.All")
 QUOTA_HINT = "free space on the target (or raise its quota), then re-run: the job resumes"
 
 _BACKOFF = re.compile(r"Suggested Backoff Time:\s*(\d+)\s*milli", re.IGNORECASE)
@@ -76,7 +82,62 @@ def transient(text: str, what: str) -> MigrateError | None:
     if "[INUSE]" in upper:
         # RFC 5530: the mailbox is locked by another session for a moment.
         return Throttled(f"{what}: folder in use by another session: {text}", delay=5.0)
+    if "AUTHENTICATED BUT NOT CONNECTED" in upper:
+        # Exchange Online accepted the OAuth login, then refuses every command: IMAP is off for
+        # the mailbox or tenant (or the app has no access to it). Retrying cannot help.
+        return AuthFailed(f"{what}: {text}", hint=MS_IMAP_HINT)
     return None
+
+
+@cache
+def _hooks(provider: str) -> Any | None:
+    from .. import providers
+
+    try:
+        return providers.hooks_for(providers.get(provider))
+    except MigrateError:  # an unknown name: no provider knowledge
+        return None
+
+
+def provider_throttle(provider: str | None, text: str, what: str) -> Throttled | None:
+    """The preset's own "slow down" answers (``Quirks.throttle_patterns``, e.g. Gmail's bandwidth
+    and connection-limit texts), for answers the generic rules in ``transient`` do not know."""
+    hooks = _hooks(provider) if provider else None
+    delay = hooks.classify(text) if hooks is not None else None
+    if delay is None:
+        return None
+    return Throttled(f"{what}: server throttled the connection: {text}", delay=delay)
+
+
+def refine_login_failure(exc: AuthFailed, provider: str | None, *, oauth: bool, email: str) -> MigrateError:
+    """A refused login, seen with the account's provider preset: the preset's throttle texts
+    become ``Throttled``; the generic hint becomes the provider's next step (app password,
+    ``mailmigrate auth``, IMAP disabled for the tenant)."""
+    found = provider_throttle(provider, exc.message, "login")
+    if found is not None:
+        return found
+    hooks = _hooks(provider) if provider else None
+    if hooks is None or exc.hint not in (AUTH_HINT, OAUTH_HINT):
+        return exc
+    preset = hooks.preset
+    if preset.name == "imap":
+        return exc
+    auth = f"mailmigrate auth {'gmail' if preset.oauth == 'google' else 'outlook'} --email {email}"
+    if oauth:
+        if preset.oauth == "microsoft":
+            hint = f"{MS_IMAP_HINT}; or sign in again: {auth}"
+        elif preset.oauth == "google":
+            hint = (f"check that IMAP is enabled in Gmail settings (Workspace: allowed by the admin) and that "
+                    f"the token has the https://mail.google.com/ scope; or sign in again: {auth}")
+        else:
+            return exc
+    elif preset.oauth and not {"password", "app-password"} & set(preset.auth):
+        hint = f"{preset.title} accepts only OAuth sign-in over IMAP: run `{auth}` once, then import without a password"
+    else:
+        hint = f"check the login and password. {preset.title}: {preset.hint or AUTH_HINT}"
+        if preset.oauth:
+            hint += f" Or sign in with OAuth once: {auth}"
+    return AuthFailed(exc.message, hint=hint, reference=exc.reference)
 
 
 def connect_error(exc: BaseException, where: str) -> MigrateError:
@@ -118,8 +179,7 @@ def login_refusal(text: str, who: str, *, oauth: bool) -> MigrateError:
     if "[PRIVACYREQUIRED]" in upper or "PLAINTEXT" in upper or "LOGINDISABLED" in upper:
         return AuthFailed(f"login {who} refused without TLS: {text}", hint="use security ssl or starttls")
     if oauth:
-        return AuthFailed(f"login {who} rejected the OAuth token (twice): {text}",
-                          hint="check the OAuth client, its scopes (IMAP access) and the account name")
+        return AuthFailed(f"login {who} rejected the OAuth token (twice): {text}", hint=OAUTH_HINT)
     return AuthFailed(f"login {who} failed: {text}", hint=AUTH_HINT)
 
 

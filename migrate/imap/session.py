@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 
-from ..accounts import ImapAccount
-from ..errors import ConnectionLost, FolderRefused, MigrateError
+from ..accounts import ImapAccount, Secret
+from ..errors import AuthFailed, ConnectionLost, FolderRefused, MigrateError, OverQuota, Throttled
 from ..models import (
     NON_COPYABLE_FLAGS,
     SPECIAL_USES,
@@ -87,7 +87,11 @@ class ImapEndpoint:
         if self._client is None:
             if self._lost:
                 raise ConnectionLost(f"{self.label}: connection was lost; open a new endpoint")
-            self._client = wire.open_client(self.account)
+            try:
+                self._client = wire.open_client(_per_login(self.account))
+            except AuthFailed as exc:
+                raise classify.refine_login_failure(exc, self.account.provider, email=self.account.email,
+                                                    oauth=self.account.oauth_token is not None) from None
             self._read_capabilities()
         return self
 
@@ -106,6 +110,9 @@ class ImapEndpoint:
             raise
         except (imap_exc.IMAPClientError, OSError, EOFError) as exc:
             err = classify.command_error(exc, f"{self.label}: {what}")
+            if not isinstance(err, Throttled | OverQuota | AuthFailed):
+                err = classify.provider_throttle(self.account.provider, classify.text_of(exc),
+                                                 f"{self.label}: {what}") or err
             if isinstance(err, ConnectionLost) or classify.is_connection_loss(exc):
                 self._retire()
             raise err from exc
@@ -219,7 +226,8 @@ class ImapEndpoint:
             return self._run(what, _plain_errors, fn, *args, **kwargs)
         except _Refused as exc:
             text = exc.text
-            found = classify.transient(text, f"{self.label}: {what}")
+            found = (classify.transient(text, f"{self.label}: {what}")
+                     or classify.provider_throttle(self.account.provider, text, f"{self.label}: {what}"))
             if found is not None:
                 raise found from None
             return text
@@ -373,6 +381,23 @@ def _plain_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if classify.is_connection_loss(exc):
             raise
         raise _Refused(classify.text_of(exc)) from exc
+
+
+def _per_login(account: ImapAccount) -> ImapAccount:
+    """The login asks the token provider once, and again only after the server rejected that
+    token: tell a provider that can do more than re-read (``after_rejection``, e.g. a stored
+    sign-in that then refreshes instead of handing out its cached token)."""
+    provider = account.oauth_token
+    if provider is None or not hasattr(provider, "after_rejection"):
+        return account
+    calls = 0
+
+    def token() -> Secret:
+        nonlocal calls
+        calls += 1
+        return provider.after_rejection() if calls > 1 else provider()  # type: ignore[attr-defined]
+
+    return replace(account, oauth_token=token)
 
 
 def connect(account: ImapAccount) -> ImapEndpoint:
