@@ -261,8 +261,9 @@ def plan_folders(
     (``\\Trash``, ``\\Trash/*``) stands for the source folder holding that role. Exclude wins;
     empty include = all. A pattern only skips what it matches: children of an excluded parent
     stay unless matched too (``Trash*`` takes the subtree). Exclusion beats ``map_folder``.
-    ``target_special``: role -> target name known in advance (provider preset), beats
-    detection. ``gmail``: force Gmail label handling on/off (default: a ``\\All`` folder exists).
+    ``target_special``: role -> target name known in advance (provider preset); it beats a
+    guess by localized name, never the target's own SPECIAL-USE attribute.
+    ``gmail``: force Gmail label handling on/off (default: a ``\\All`` folder exists).
     ``sanitize``: clean translated name parts proactively (default: keep names exactly).
     """
     overrides = dict(map_folder or {})
@@ -281,8 +282,12 @@ def plan_folders(
     if all_entry:
         roles["\\Archive"] = all_entry  # All Mail is the archive; any other Archive keeps its name
     role_of = {e.index: r for r, e in roles.items()}
-    tgt_roles = {r: e.info.name for r, e in _roles(_entries(target_ns, target_folders), GMAIL_CONTAINERS).items()}
-    tgt_roles.update(target_special or {})
+    detected = _roles(_entries(target_ns, target_folders), GMAIL_CONTAINERS)
+    tgt_roles = {r: e.info.name for r, e in detected.items()}
+    # The target's own SPECIAL-USE attribute wins; a preset's name beats only a guess by name.
+    for role, name in (target_special or {}).items():
+        if role not in detected or not detected[role].attr:
+            tgt_roles[role] = name
 
     by_parts: dict[tuple[str, ...], _Entry] = {}
     for e in sorted(src, key=lambda e: not e.inbox):  # the real INBOX wins the ("INBOX",) slot
