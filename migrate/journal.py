@@ -32,8 +32,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from .errors import JobLocked, UsageError, redact
 from .report import utcnow
 
@@ -103,9 +101,16 @@ class Journal:
         self.conn.execute("PRAGMA busy_timeout = 60000")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.db = sqlite_utils.Database(self.conn)
         self._tx_depth = 0
         self._create()
+
+    @property
+    def db(self):  # type: ignore[no-untyped-def]
+        """sqlite-utils view of the same connection, for the read-side queries (status, notify).
+        Imported lazily: the copy path needs only sqlite3, and a no-op re-run should start fast."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     # --- schema -------------------------------------------------------------------------
 

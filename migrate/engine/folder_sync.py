@@ -177,7 +177,8 @@ class FolderSync:
 
     def _scan(self) -> None:
         sc = self.scan
-        st = sc.status = self.src.status(self.source)
+        # The job read the status while planning; it is the snapshot this pass completes.
+        st = sc.status = sc.status or self.src.status(self.source)
         rec = self.j.folder(self.s.job_id, self.source)
         if rec and rec.uidvalidity is not None and rec.uidvalidity != st.uidvalidity:
             self.j.forget_uidvalidity(self.s.job_id, self.source, st.uidvalidity)

@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..folders import FolderMapping, FolderPlan, fallback_name, plan_folders
 from ..journal import JobGuard, Journal
+from ..models import FolderStatus
 from ..report import ErrorInfo, FolderReport, JobReport, utcnow
 from .folder_sync import Cancelled, FolderScan, FolderSync, SyncSettings
 from .progress import Progress
@@ -137,6 +138,7 @@ class Job:
                                 started_at=utcnow(), dry_run=spec.dry_run, rerun_command=spec.rerun_command,
                                 journal=None if spec.dry_run else str(spec.journal_path))
         self._connected_once = False
+        self._statuses: dict[str, FolderStatus] = {}
         self._fatal: MigrateError | None = None
         self._lock = threading.Lock()
 
@@ -273,13 +275,14 @@ class Job:
             if self.spec.append_limit:
                 limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
             self._append_limit = limit
-            sizes: dict[str, int] = {}
+            statuses: dict[str, FolderStatus] = {}
             for m in plan.mappings:
                 if m.target is not None and m.selectable:
                     with contextlib.suppress(MigrateError):
-                        sizes[m.source] = src.status(m.source).exists
+                        statuses[m.source] = src.status(m.source)
         finally:
             conns.reset()
+        sizes = {k: v.exists for k, v in statuses.items()}
         reports: dict[str, FolderReport] = {}
         for m in plan.mappings:
             reports[m.source] = FolderReport(source=m.source, target=m.target,
@@ -288,7 +291,10 @@ class Job:
             if m.target is None or not m.selectable:
                 self.progress.folder_state(m.source, "skipped")
         self.report.folders = [reports[m.source] for m in plan.mappings]
-        work = [m for m in plan.mappings if m.target is not None and m.selectable]
+        counts = journal.counts(self.spec.job_id)
+        work = [m for m in plan.mappings if m.target is not None and m.selectable
+                and not self._unchanged(journal, m, statuses.get(m.source), counts, reports[m.source])]
+        self._statuses = statuses
         all_mail = [m for m in work if m.reason == "gmail-all-mail"]
         first = sorted((m for m in work if m not in all_mail), key=lambda m: -sizes.get(m.source, 0))
         self._run_pool(self._parts(first, sizes, reports), reports, journal)
@@ -296,6 +302,24 @@ class Job:
             self._run_pool(self._parts(all_mail, sizes, reports), reports, journal, all_mail=True)
         if self._fatal:
             raise self._fatal
+
+    def _unchanged(self, journal: Journal, m: FolderMapping, st: FolderStatus | None,
+                   counts: dict[str, dict[str, int]], report: FolderReport) -> bool:
+        """The fast re-run: a folder whose UIDVALIDITY, UIDNEXT, EXISTS and HIGHESTMODSEQ are as
+        at the end of the last complete pass, with nothing failed, needs no connection at all."""
+        rec = journal.folder(self.spec.job_id, m.source)
+        c = counts.get(m.source, {})
+        if not (st and rec and rec.complete and rec.target_folder == m.target and not c.get("failed")
+                and (rec.uidvalidity, rec.uidnext, rec.exists) == (st.uidvalidity, st.uidnext, st.exists)
+                and st.highestmodseq is not None and rec.highestmodseq == st.highestmodseq):
+            return False
+        report.source_messages = st.exists
+        report.skipped_duplicates = c.get("copied", 0) + c.get("duplicate", 0)
+        report.note = "unchanged since the last run"
+        self.progress.folder_total(m.source, st.exists)
+        self.progress.count(m.source, duplicates=report.skipped_duplicates)
+        self.progress.folder_state(m.source, "done")
+        return True
 
     def _parts(self, mappings: list[FolderMapping], sizes: dict[str, int],
                reports: dict[str, FolderReport]) -> list[_Part]:
@@ -307,7 +331,8 @@ class Job:
             n = 1
             if self.spec.connections > 1 and size >= SPLIT_MIN:
                 n = min(self.spec.connections, max(2, size // SPLIT_PER))
-            group = _Group(mapping=m, scan=FolderScan(), remaining=n, report=reports[m.source])
+            group = _Group(mapping=m, scan=FolderScan(status=self._statuses.get(m.source)), remaining=n,
+                           report=reports[m.source])
             out += [_Part(group, i, n, FolderReport(source=m.source, target=m.target)) for i in range(n)]
         return sorted(out, key=lambda p: p.index)  # first parts of every folder first (largest first)
 
