@@ -201,13 +201,17 @@ class FolderSync:
             return
         self.j.save_folder(self.s.job_id, FolderRecord(self.source, self.target, st.uidvalidity, st.uidnext,
                                                        st.exists, st.highestmodseq, False))
-        sc.metas = {m.uid: m for m in self.src.fetch_meta(self.source, None, with_keys=False)}
+        # A folder the journal knows nothing of (a first run) is read in one pass with its keys;
+        # otherwise list it cheaply and fetch identifying headers only for the new messages.
+        sc.metas = {m.uid: m for m in self.src.fetch_meta(self.source, None, with_keys=not known)}
         self.progress.folder_total(self.source, len(sc.metas))
         self._sync_flags([m for m in sc.metas.values() if m.uid in known], known, st.uidvalidity)
         new_uids = [u for u in sc.metas if u not in known]
-        for m in self.src.fetch_meta(self.source, new_uids, with_keys=True) if new_uids else ():
-            sc.metas[m.uid] = m
-            sc.keys[m.uid] = key_of(m)
+        if known and new_uids:
+            for m in self.src.fetch_meta(self.source, new_uids, with_keys=True):
+                sc.metas[m.uid] = m
+        for uid in new_uids:
+            sc.keys[uid] = key_of(sc.metas[uid])
         for uid, k in known.items():
             if uid in sc.metas:
                 sc.keys[uid] = k.key
