@@ -315,7 +315,7 @@ class Job:
             return False
         report.source_messages = st.exists
         report.skipped_duplicates = c.get("copied", 0) + c.get("duplicate", 0)
-        report.note = "unchanged since the last run"
+        report.note = "unchanged"
         self.progress.folder_total(m.source, st.exists)
         self.progress.count(m.source, duplicates=report.skipped_duplicates)
         self.progress.folder_state(m.source, "done")
