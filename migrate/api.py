@@ -48,15 +48,21 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
     caps = [c for c in (src.connection_cap, dst.connection_cap) if c]
     connections = min([req.connections, *caps])
     hooks = dst.hooks
+    src_quirks = getattr(getattr(src.hooks, "preset", None), "quirks", None)
+    dst_quirks = getattr(getattr(dst.hooks, "preset", None), "quirks", None)
+    exclude = list(req.exclude) + list(getattr(src_quirks, "source_skip_folders", None) or [])
+    rate = getattr(dst_quirks, "max_messages_per_second", None)
+    batch_count = min(req.batch_count, max(1, int(rate))) if rate else req.batch_count
     return JobSpec(
         source_label=src.label, target_label=dst.label, src_factory=src.factory, dst_factory=dst.factory,
         job_id=job_id_for(src.label, dst.label),
         journal_path=(req.journal or default_journal_path(dst.label)).expanduser().resolve(),
         source_email=src.email, target_email=dst.email, dry_run=req.dry_run, include=req.include,
-        exclude=req.exclude, map_folder=req.map_folder, connections=connections, retries=req.retries,
-        retry_base=req.retry_base, batch_bytes=req.batch_bytes, batch_count=req.batch_count, append_limit=dst.append_limit,
+        exclude=exclude, map_folder=req.map_folder, connections=connections, retries=req.retries,
+        retry_base=req.retry_base, batch_bytes=req.batch_bytes, batch_count=batch_count, append_limit=dst.append_limit,
         flag_filter=getattr(hooks, "filter_flags", None), prepare_body=_prepare(hooks),
-        target_special=dst.special_folders, rerun_command=req.rerun_command)
+        target_special=dst.special_folders, rerun_command=req.rerun_command,
+        reserved_folders=list(getattr(dst_quirks, "reserved_folders", None) or []), max_rate=rate)
 
 
 def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]

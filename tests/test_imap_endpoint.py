@@ -201,7 +201,8 @@ TWENTY_MB = b"Subject: big\r\n\r\n" + (b"0123456789abcdef" * 63 + b"xyz\r\n") * 
     ("lone-cr", b"Subject: cr\r\n\r\nab\rcd\r\n", None),  # kept: proves no client-side rewriting
     ("8bit-header", "Subject: Grüße 日本\r\nFrom: Jörg <j@x>\r\n\r\nbody\r\n".encode(), None),
     ("8bit-latin1", b"Subject: caf\xe9\r\n\r\nna\xefve\r\n", None),
-    ("nul", b"Subject: nul\r\n\r\na\x00b\r\n", b"Subject: nul\r\n\r\na\x80b\r\n"),  # Dovecot: NUL -> 0x80
+    # Dovecot hands a stored NUL back as 0x80 in BODY[]; the endpoint restores it from BINARY[].
+    ("nul", b"Subject: nul\r\n\r\na\x00b\r\n", None),
     ("200k-header", b"Subject: long\r\n" + BIG_HEADER + b"\r\nbody\r\n", None),
     ("20mb", TWENTY_MB, None),
 ])

@@ -54,6 +54,7 @@ class SyncSettings:
     flag_filter: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None  # provider quirks
     prepare_body: Callable[[bytes], bytes] | None = None  # provider quirks (e.g. trailing CRLF)
     cancel: threading.Event | None = None  # checked between batches: Ctrl-C stops within a batch
+    pace: Callable[[int], None] | None = None  # waits so that n more messages keep the target's rate
 
 
 class Cancelled(Exception):
@@ -351,6 +352,8 @@ class FolderSync:
             body = self.s.prepare_body(raw.body) if self.s.prepare_body else raw.body
             items.append(AppendItem(body=body, flags=flags, internaldate=raw.internaldate))
             order.append(m)
+        if self.s.pace is not None and items:
+            self.s.pace(len(items))
         results = self.dst.append(self.target, items) if items else []
         _fault_point("after-append", len(results))
         rows = []

@@ -69,7 +69,29 @@ class JobSpec:
     prepare_body: Callable[[bytes], bytes] | None = None
     target_special: dict[str, str] = field(default_factory=dict)
     gmail_single_copy: bool = False  # keep one copy per message across labels (first label wins)
+    reserved_folders: Sequence[str] = ()  # target names the provider keeps for itself (O365 "Files")
+    max_rate: float | None = None  # messages per second the target accepts (provider preset)
     rerun_command: str | None = None
+
+
+class Pacer:
+    """At most ``rate`` messages per second across every worker of a job (Microsoft 365 answers
+    faster uploads with "Request is throttled"; the preset knows its pace)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now)
+            self._next = start + n / self.rate
+        # The batch may start now if earlier ones left room; it then holds the next n/rate s.
+        delay = start - now
+        if delay > 0:
+            time.sleep(delay)
 
 
 SPLIT_MIN = 1000  # a folder this big is copied by several connections at once
@@ -139,6 +161,7 @@ class Job:
                                 journal=None if spec.dry_run else str(spec.journal_path))
         self._connected_once = False
         self._statuses: dict[str, FolderStatus] = {}
+        self._pace = Pacer(spec.max_rate) if spec.max_rate else None
         self._fatal: MigrateError | None = None
         self._lock = threading.Lock()
 
@@ -235,6 +258,7 @@ class Job:
         existing_ci = {n.casefold() for n in existing if n.upper() == "INBOX"}
         taken = set(existing) | {m.target for m in plan.mappings if m.target}
         ns = dst.namespace()
+        reserved = {r.casefold() for r in self.spec.reserved_folders}
         out: list[FolderMapping] = []
         renamed_parent: dict[str, str] = {}
         for m in plan.mappings:
@@ -245,6 +269,13 @@ class Job:
             for old, new in renamed_parent.items():  # children follow a renamed parent
                 if ns.delimiter and target.startswith(old + ns.delimiter):
                     target = new + target[len(old):]
+            if target.casefold() in reserved:
+                new = fallback_name(target, ns, taken | set(self.spec.reserved_folders))
+                taken.add(new)
+                renamed_parent[target] = new
+                self.report.renamed_folders.append(
+                    {"source": m.source, "wanted": target, "target": new, "reason": "reserved by the provider"})
+                target = new
             if target in existing or target.casefold() in existing_ci or target.upper() == "INBOX":
                 out.append(dataclasses.replace(m, target=target))
                 continue
@@ -342,6 +373,7 @@ class Job:
             return
         local = threading.local()
         n = max(1, min(self.spec.connections, len(work)))
+        opened: list[tuple[_Conns, Journal]] = []
 
         def task(p: _Part) -> None:
             if self.cancel.is_set():
@@ -350,6 +382,8 @@ class Job:
             if not hasattr(local, "conns"):
                 local.conns = _Conns(self.spec)
                 local.journal = Journal(self.spec.journal_path)
+                with self._lock:
+                    opened.append((local.conns, local.journal))
             try:
                 self._sync_one(p, local.conns, local.journal, all_mail=all_mail)
             finally:
@@ -376,6 +410,9 @@ class Job:
                     raise exc
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            for conns, j in opened:  # LOGOUT now: the next pool or job must find the cap free
+                conns.reset()
+                j.close()
 
     def _merge(self, p: _Part) -> None:
         """Add a finished part's counts to its folder's report."""
@@ -399,7 +436,7 @@ class Job:
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
             batch_count=self.spec.batch_count,
             append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
-            prepare_body=self.spec.prepare_body, cancel=self.cancel)
+            prepare_body=self.spec.prepare_body, cancel=self.cancel, pace=self._pace)
         if all_mail:
             settings.exclude_keys = lambda: self._keys_elsewhere(journal, self.spec.job_id, m.source)
         self.progress.folder_state(m.source, "copying")
