@@ -333,6 +333,12 @@ def providers() -> None:
     from migrate.providers.describe import provider_rows
     from migrate.ui import out
     rows = provider_rows()
+    if out.width < 150:  # too narrow for a table (a pipe, a small terminal): one block each
+        for r in rows:
+            out.print(f"{r['name']}: {r['title']}", markup=False, soft_wrap=True)
+            for c in ("domains", "imap", "smtp", "auth", "username", "max_connections", "size_limit", "hint"):
+                out.print(f"  {c}: {r[c]}", markup=False, soft_wrap=True)
+        return
     table = Table(title="Provider presets", show_lines=True)
     for col in ("name", "title", "imap", "smtp", "auth", "username", "max_connections", "size_limit", "hint"):
         # names are what users type and grep for: never fold them, even on a narrow or piped output
