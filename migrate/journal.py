@@ -28,6 +28,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,16 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.chmod(path, 0o600)
         self.conn.execute("PRAGMA busy_timeout = 60000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL takes an exclusive lock and SQLite does not wait for it (no busy
+        # handler): two imports starting together into one target meet here. Retry briefly.
+        for attempt in range(200):
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 199:
+                    raise
+                time.sleep(0.05)
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self._tx_depth = 0
         self._create()
@@ -141,6 +151,8 @@ class Journal:
             cols = {r[1] for r in self.conn.execute("PRAGMA table_info(ledger)")}
             if "owner" not in cols:
                 self.conn.execute("ALTER TABLE ledger ADD COLUMN owner TEXT")
+            if "src" not in cols:  # which source message a claim is for (exact crash recovery)
+                self.conn.execute("ALTER TABLE ledger ADD COLUMN src TEXT")
             self.conn.execute("CREATE INDEX IF NOT EXISTS ledger_key ON ledger (folder, key)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS ledger_uid ON ledger (folder, uid)")
             self.conn.execute(

@@ -29,6 +29,9 @@ if str(_ROOT) not in sys.path:
 
 from tests.dovecot.harness import DovecotServer, available  # noqa: E402
 
+# The reliability suite prints its summary (kill points, faults, losses) from the whole run too.
+pytest_plugins = ["tests.reliability.summary"]
+
 # --------------------------------------------------------------------------- Dovecot
 
 

@@ -110,7 +110,8 @@ def assert_union(sources, dst) -> None:
         for s in sources:
             want |= snapshot(s, name_on(s.server, parts))
         got = snapshot(dst, name_on(dst.server, parts))
-        assert got == want, (parts, len(got), len(want))
+        assert got == want, (parts, len(got), len(want), [(k[0][:60], k[1:]) for k in (got - want)],
+                             [(k[0][:60], k[1:]) for k in (want - got)])
         assert max(got.values(), default=1) == 1
 
 

@@ -47,16 +47,23 @@ class Ledger:
     def existing_ids(self, folder: str) -> set[int]:
         return {r[0] for r in self.c.execute("SELECT id FROM ledger WHERE folder=?", (folder,))}
 
-    def orphans_of_job(self, folder: str, job_id: str) -> dict[str, list[int]]:
+    def orphans_of_job(self, folder: str, job_id: str) -> tuple[dict[str, int], dict[str, list[int]]]:
         """Rows this job's APPENDs put there that no journal message points at: the process died
-        between APPEND and its journal commit, and ``reconcile`` found the message. key -> ids."""
-        out: dict[str, list[int]] = {}
-        for rid, key in self.c.execute(
-                "SELECT id, key FROM ledger l WHERE folder=? AND job_id=? AND state='present' AND NOT EXISTS"
+        between APPEND and its journal commit, and ``reconcile`` found the message.
+
+        Returns (source message -> id) for rows that know which source message they copy, and
+        (key -> ids) for any others."""
+        by_src: dict[str, int] = {}
+        by_key: dict[str, list[int]] = {}
+        for rid, key, src in self.c.execute(
+                "SELECT id, key, src FROM ledger l WHERE folder=? AND job_id=? AND state='present' AND NOT EXISTS"
                 " (SELECT 1 FROM messages m WHERE m.job_id=l.job_id AND m.ledger_id=l.id) ORDER BY id",
                 (folder, job_id)):
-            out.setdefault(key, []).append(rid)
-        return out
+            if src:
+                by_src[src] = rid
+            else:
+                by_key.setdefault(key, []).append(rid)
+        return by_src, by_key
 
     def uid_of(self, row_id: int) -> int | None:
         row = self.c.execute("SELECT uid FROM ledger WHERE id=?", (row_id,)).fetchone()
@@ -64,9 +71,11 @@ class Ledger:
 
     # --- writing (call inside journal.tx(), under the folder lock) -------------------------
 
-    def claim(self, folder: str, key: str, job_id: str, owner: str) -> int:
-        cur = self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id, owner)"
-                             " VALUES (?, NULL, NULL, ?, 'claimed', ?, ?)", (folder, key, job_id, owner))
+    def claim(self, folder: str, key: str, job_id: str, owner: str, src: str | None = None) -> int:
+        """``src`` names the source message (folder, UIDVALIDITY, UID) this copy is of, so that a
+        crash recovery credits the copy to exactly that message, not to another with its key."""
+        cur = self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id, owner, src)"
+                             " VALUES (?, NULL, NULL, ?, 'claimed', ?, ?, ?)", (folder, key, job_id, owner, src))
         return int(cur.lastrowid or 0)
 
     def confirm(self, row_id: int, uid: int | None, uidvalidity: int | None) -> None:
@@ -115,8 +124,10 @@ class Ledger:
                 if not alive(owner):
                     self.c.execute("DELETE FROM ledger WHERE folder=? AND state='claimed' AND uid IS NULL"
                                    " AND owner IS ?", (folder, owner))
-        (with_uid,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NOT NULL",
-                                     (folder,)).fetchone()
+        # Only rows the status snapshot covers: other attempts keep appending and confirming
+        # while we look, and their newer UIDs say nothing about this snapshot.
+        (with_uid,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NOT NULL AND uid<?",
+                                     (folder, status.uidnext)).fetchone()
         (in_flight,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NULL"
                                       " AND state='claimed'", (folder,)).fetchone()
         # Rows and target disagree (beyond APPENDs in flight right now): match everything again.
@@ -173,12 +184,13 @@ class Ledger:
         """Counts disagree (messages expunged on the target, a lost journal, a UID guessed for the
         wrong row): match every target message against the rows again. Rows keep their ids (the
         journal points at them); a row whose message is gone is dropped."""
-        actual: dict[int, str] = {m.uid: key_of(m) for m in target.fetch_meta(folder, None, with_keys=True)}
+        actual: dict[int, str] = {m.uid: key_of(m) for m in target.fetch_meta(folder, None, with_keys=True)
+                                  if m.uid < status.uidnext}
         learned = 0
         with self.j.tx():
             seen: set[int] = set()
             for rid, uid in self.c.execute("SELECT id, uid FROM ledger WHERE folder=? AND uid IS NOT NULL"
-                                           " ORDER BY id", (folder,)).fetchall():
+                                           " AND uid<? ORDER BY id", (folder, status.uidnext)).fetchall():
                 if uid not in actual or uid in seen:  # vanished, or a second row claiming one UID
                     self.c.execute("UPDATE ledger SET uid=NULL, uidvalidity=NULL WHERE id=?", (rid,))
                 else:
@@ -198,8 +210,12 @@ class Ledger:
                     self.c.execute("INSERT INTO ledger (folder, uidvalidity, uid, key, state, job_id)"
                                    " VALUES (?,?,?,?, 'present', NULL)", (folder, status.uidvalidity, uid, key))
                     learned += 1
-            # A "present" row that matched no message: that message is gone from the target.
-            self.c.execute("DELETE FROM ledger WHERE folder=? AND state='present' AND uid IS NULL", (folder,))
+            # A "present" row that matched no message: that message is gone from the target (a live
+            # attempt's row may just be waiting for the next scan: leave those).
+            for rid, owner in self.c.execute("SELECT id, owner FROM ledger WHERE folder=? AND state='present'"
+                                             " AND uid IS NULL", (folder,)).fetchall():
+                if not alive(owner):
+                    self.release(rid)
         return learned
 
 

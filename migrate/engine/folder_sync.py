@@ -208,8 +208,10 @@ class FolderSync:
         self.progress.folder_total(self.source, len(sc.metas))
         self._sync_flags([m for m in sc.metas.values() if m.uid in known], known, st.uidvalidity)
         new_uids = [u for u in sc.metas if u not in known]
-        if known and new_uids:
-            for m in self.src.fetch_meta(self.source, new_uids, with_keys=True):
+        # Failed before: fetch their headers too, so the report can still name them.
+        keyed = new_uids + [u for u in sc.metas if u in known and known[u].state == "failed"]
+        if known and keyed:
+            for m in self.src.fetch_meta(self.source, keyed, with_keys=True):
                 sc.metas[m.uid] = m
         for uid in new_uids:
             sc.keys[uid] = key_of(sc.metas[uid])
@@ -260,6 +262,9 @@ class FolderSync:
             self.j.update_flags(self.s.job_id, self.source, uidvalidity, changes)
             self.scan.flags_updated += len(changes)
 
+    def _src_id(self, uid: int, uidvalidity: int) -> str:
+        return f"{self.source}\x00{uidvalidity}\x00{uid}"
+
     def _alive(self, owner: str | None) -> bool:
         return owner == self.owner or owner_alive(self.s.journal_path, owner)  # type: ignore[arg-type]
 
@@ -269,24 +274,27 @@ class FolderSync:
             # Decide under the lock; APPEND after it (other parts and imports decide meanwhile,
             # counting our claims as present).
             self.ledger.reconcile(self.dst, self.target, self.dst.status(self.target), self._alive)
+            orphan_src, orphans = self.ledger.orphans_of_job(self.target, job)
+            rows = []
             open_by_key: dict[str, list[int]] = {}
             skipped_excluded: list[MessageMeta] = []
             for m in metas:
-                if keys[m.uid] in excluded:
+                rid = orphan_src.get(self._src_id(m.uid, uidvalidity))
+                if rid is not None:  # copied before a crash, found on the target: it is this copy
+                    rows.append((m.uid, keys[m.uid], tuple(m.flags), "copied", rid, None, m.size))
+                elif keys[m.uid] in excluded:
                     skipped_excluded.append(m)
                 else:
                     open_by_key.setdefault(keys[m.uid], []).append(m.uid)
             tcounts = self.ledger.counts(self.target, open_by_key)
             copy_uids, dup_uids = plan_copies(self.scan.source_keys, tcounts, open_by_key)
             by_uid = {m.uid: m for m in metas}
-            rows = []
             to_copy: list[MessageMeta] = []
             with self.j.tx():
-                orphans = self.ledger.orphans_of_job(self.target, job)
                 for uid in dup_uids:
                     m = by_uid[uid]
                     ids = orphans.get(keys[uid])
-                    if ids:  # our own APPEND whose journal commit was lost: it is our copy
+                    if ids:  # an older claim without its source message recorded: match by key
                         rows.append((uid, keys[uid], tuple(m.flags), "copied", ids.pop(0), None, m.size))
                     else:
                         rows.append((uid, keys[uid], tuple(m.flags), "duplicate", None, None, m.size))
@@ -302,7 +310,8 @@ class FolderSync:
                     else:
                         to_copy.append(m)
                 self.j.record_messages(job, self.source, uidvalidity, rows)
-                claims = {m.uid: self.ledger.claim(self.target, keys[m.uid], job, self.owner) for m in to_copy}
+                claims = {m.uid: self.ledger.claim(self.target, keys[m.uid], job, self.owner,
+                                                   self._src_id(m.uid, uidvalidity)) for m in to_copy}
         ndup = sum(1 for r in rows if r[3] != "failed")
         self.r.skipped_duplicates += ndup
         self.progress.count(self.source, duplicates=ndup)

@@ -31,6 +31,7 @@ from ..errors import (
     ExitCode,
     FatalError,
     FolderRefused,
+    MessageError,
     MigrateError,
     RetryableError,
     Throttled,
@@ -296,23 +297,38 @@ class Job:
 
     # --- real run -------------------------------------------------------------------------
 
+    def _prepare(self) -> tuple[FolderPlan, dict[str, FolderStatus]]:
+        """Plan and create the folders, read every source folder's status. Retried like a
+        folder after a dropped connection; only a failure of the very first connect is final."""
+        for attempt in range(self.spec.retries + 1):
+            conns = _Conns(self.spec)
+            try:
+                src, dst = conns.src(), conns.dst()
+                self._connected_once = True
+                plan = self._create_folders(dst, self._plan(src, dst))
+                limit = dst.capabilities().append_limit
+                if self.spec.append_limit:
+                    limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
+                self._append_limit = limit
+                statuses: dict[str, FolderStatus] = {}
+                for m in plan.mappings:
+                    if m.target is not None and m.selectable:
+                        with contextlib.suppress(MessageError, FolderRefused):
+                            statuses[m.source] = src.status(m.source)
+                return plan, statuses
+            except (RetryableError, ConnectFailed) as exc:
+                if (isinstance(exc, ConnectFailed) and attempt == 0) or attempt >= self.spec.retries:
+                    raise
+                delay = _backoff(self.spec, attempt, exc)
+                self.progress.event(f"planning: {exc.reference}, retrying in {delay:.1f}s")
+                if self.cancel.wait(delay):
+                    raise
+            finally:
+                conns.reset()
+        raise AssertionError("unreachable")
+
     def _run(self, journal: Journal) -> None:
-        conns = _Conns(self.spec)
-        try:
-            src, dst = conns.src(), conns.dst()
-            self._connected_once = True
-            plan = self._create_folders(dst, self._plan(src, dst))
-            limit = dst.capabilities().append_limit
-            if self.spec.append_limit:
-                limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
-            self._append_limit = limit
-            statuses: dict[str, FolderStatus] = {}
-            for m in plan.mappings:
-                if m.target is not None and m.selectable:
-                    with contextlib.suppress(MigrateError):
-                        statuses[m.source] = src.status(m.source)
-        finally:
-            conns.reset()
+        plan, statuses = self._prepare()
         sizes = {k: v.exists for k, v in statuses.items()}
         reports: dict[str, FolderReport] = {}
         for m in plan.mappings:

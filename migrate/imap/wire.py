@@ -17,7 +17,7 @@ from imapclient import exceptions as imap_exc
 from imapclient.datetime_util import datetime_to_INTERNALDATE
 
 from ..accounts import ImapAccount
-from ..errors import AuthFailed, MigrateError, TlsFailed
+from ..errors import AuthFailed, ConnectionLost, MigrateError, TlsFailed
 from . import classify
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
@@ -81,6 +81,7 @@ def login(client: IMAPClient, account: ImapAccount) -> None:
                     client.oauth2_login(account.login, token, mech=mech)
                 return
             except imap_exc.LoginError as exc:
+                _raise_if_dropped(exc, who)
                 text = classify.text_of(exc)
                 found = classify.transient(text, f"login {who}")
                 if found is not None or attempt == 2:
@@ -92,7 +93,17 @@ def login(client: IMAPClient, account: ImapAccount) -> None:
     try:
         client.login(account.login, account.password.get())
     except imap_exc.LoginError as exc:
+        _raise_if_dropped(exc, who)
         raise classify.login_refusal(classify.text_of(exc), who, oauth=False) from None
+
+
+def _raise_if_dropped(exc: BaseException, who: str) -> None:
+    """imapclient turns *any* error during login into LoginError, a dropped connection or a
+    timeout included: those are not a wrong password, they are worth a retry."""
+    cause = exc.__context__ or exc.__cause__
+    if cause is not None and classify.is_connection_loss(cause):
+        raise ConnectionLost(f"login {who}: the connection was lost ({type(cause).__name__})",
+                             hint="network trouble: the job retries") from None
 
 
 def drop(client: IMAPClient) -> None:
