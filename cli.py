@@ -160,6 +160,8 @@ def import_(
     smtp_ca_file: Annotated[str | None, Opt(help="Trust this CA (PEM) for the SMTP server.")] = None,
     notify_from: Annotated[str | None, Opt(help="Sender address of the confirmation mail.")] = None,
     detach: Annotated[bool, Opt(help="Run in the background; print the job id and log path.")] = False,
+    gmail_one_copy: Annotated[bool, Opt(help="Gmail source: keep one copy per message, in the first label "
+                                             "that holds it (INBOX first), to save quota.")] = False,
 ) -> None:
     """Copy every folder and message of one account into another (re-runs copy only what is new)."""
     from migrate.api import ImportRequest, run_import
@@ -195,6 +197,7 @@ def import_(
                                                  smtp_port=smtp_port, smtp_security=smtp_security,
                                                  smtp_user=smtp_user, smtp_password=smtp_password,
                                                  ca_file=smtp_ca_file, insecure=insecure))
+        req.gmail_single_copy = gmail_one_copy
         from migrate.notify.i18n import check_lang
         check_lang(lang)
         if detach:

@@ -32,6 +32,7 @@ class ImportRequest:
     rerun_command: str | None = None
     progress: bool = True
     notify: NotifyOptions | None = None
+    gmail_single_copy: bool = False
 
 
 def sample_mailbox() -> Path:
@@ -62,7 +63,8 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
         retry_base=req.retry_base, batch_bytes=req.batch_bytes, batch_count=batch_count, append_limit=dst.append_limit,
         flag_filter=getattr(hooks, "filter_flags", None), prepare_body=_prepare(hooks),
         target_special=dst.special_folders, rerun_command=req.rerun_command,
-        reserved_folders=list(getattr(dst_quirks, "reserved_folders", None) or []), max_rate=rate)
+        reserved_folders=list(getattr(dst_quirks, "reserved_folders", None) or []), max_rate=rate,
+        gmail_single_copy=req.gmail_single_copy)
 
 
 def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]
@@ -102,10 +104,11 @@ def notify_job(req: ImportRequest, src: Side, dst: Side, spec: JobSpec, report: 
         plan = smtp_plan(opts, preset_smtp=dst.smtp, target_login=dst.login,
                          target_password_ref=req.target.password)
         password = None
+        token = None
         if plan is not None and opts.smtp_host and opts.smtp_password:
             password = resolve_secret(opts.smtp_password, what="--smtp-password")
         elif plan is not None and not opts.smtp_host:
-            password = dst.password
-        return deliver(spec.journal_path, "job", spec.job_id, [report], opts, plan, password=password)
+            password, token = dst.password, dst.oauth_token  # the target's own sign-in
+        return deliver(spec.journal_path, "job", spec.job_id, [report], opts, plan, password=password, token=token)
     except MigrateError as exc:
         return f"confirmation mail: NOT sent ({exc.message})"

@@ -57,6 +57,7 @@ class Side:
     smtp: tuple[str, int, str] | None = None  # host, port, security from the preset
     password: Secret | None = None
     login: str | None = None
+    oauth_token: TokenProvider | None = None  # for the confirmation mail over SMTP (XOAUTH2)
 
 
 def _token_provider(spec: str, what: str) -> TokenProvider:
@@ -137,7 +138,7 @@ def build_side(o: SideOptions) -> Side:
                 special_folders=dict(preset.special_folders) if preset else {},
                 smtp=(preset.smtp_host, preset.smtp_port, preset.smtp_security)
                 if preset and preset.smtp_host and preset.smtp_port and preset.smtp_security else None,
-                password=password, login=account.login)
+                password=password, login=account.login, oauth_token=token)
 
 
 def _check_ca_file(path: str, flag: str) -> None:

@@ -52,3 +52,19 @@ def test_gmail_labels_become_folders_without_doubling(dovecot, new_user, tmp_pat
     again = import_job(src, dst, tmp_path)
     assert again.totals.copied == 0
     assert sum(len(_ids(dst, f)) for f in names) == 9
+
+
+def test_gmail_one_copy_first_label_wins(dovecot, new_user, tmp_path):
+    gsrv, tsrv = dovecot("gmail"), dovecot("slash")
+    src, dst = new_user(gsrv), new_user(tsrv)
+    gsrv.save_labels(src.name, ["INBOX", "Work"], msg(1))
+    gsrv.save_labels(src.name, ["Work", "Projects"], msg(2))
+    gsrv.save(src.name, "[Gmail]/All Mail", msg(3))
+    r = import_job(src, dst, tmp_path, gmail_single_copy=True)
+    assert r.exit_code == 0, r.error
+    names = set(folders(dst))
+    assert _ids(dst, "INBOX") == [b"m1@example.test"]
+    assert sorted(_ids(dst, "Work") + _ids(dst, "Projects")) == [b"m2@example.test"]  # once, first label
+    assert _ids(dst, "Archive") == [b"m3@example.test"]
+    assert sum(len(_ids(dst, f)) for f in names) == 3
+    assert import_job(src, dst, tmp_path, gmail_single_copy=True).totals.copied == 0

@@ -119,3 +119,42 @@ def test_detach_status_follow_and_second_start_refused(dovecot, new_user, tmp_pa
     assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
     final = cli("status", "--journal", str(journal))
     assert "ok" in final.stdout
+
+
+def test_smtp_xoauth2_with_the_targets_token():
+    """A target signed in with OAuth (Gmail, Microsoft) sends its mail with XOAUTH2, no password."""
+    import base64
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from migrate.accounts import Secret
+    from migrate.notify import compose_job_mail
+    from migrate.notify.send import SmtpSettings, send_mail
+    from migrate.report import JobReport, utcnow
+
+    seen: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+            seen.append("data")
+            return "250 OK"
+
+        async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd: AUTH mechanism hook
+            blob = base64.b64decode(args[1]).decode()
+            ok = blob == "user=bob@example.test\x01auth=Bearer tok-123\x01\x01"
+            seen.append("auth-ok" if ok else "auth-bad")
+            return AuthResult(success=ok, handled=False, auth_data=blob if ok else None)
+
+    port = free_port()
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, auth_required=True, auth_require_tls=False)
+    ctl.start()
+    try:
+        report = JobReport(job_id="j1", source="a", target="b", source_email="alice@example.test",
+                           target_email="bob@example.test", started_at=utcnow())
+        mail = compose_job_mail(report, sender="bob@example.test", recipients=["bob@example.test"])
+        send_mail(mail, SmtpSettings("127.0.0.1", port, "none", username="bob@example.test",
+                                     oauth_token=lambda: Secret("tok-123")))
+    finally:
+        ctl.stop()
+    assert seen == ["auth-ok", "data"]

@@ -344,7 +344,15 @@ class Job:
         self._statuses = statuses
         all_mail = [m for m in work if m.reason == "gmail-all-mail"]
         first = sorted((m for m in work if m not in all_mail), key=lambda m: -sizes.get(m.source, 0))
-        self._run_pool(self._parts(first, sizes, reports), reports, journal)
+        if self.spec.gmail_single_copy:
+            # One copy per message, first label wins: folders one after the other in plan order
+            # (INBOX first), each leaving out what an earlier one holds. Slower, deterministic.
+            for m in (x for x in work if x not in all_mail):
+                if self._fatal or self.cancel.is_set():
+                    break
+                self._run_pool(self._parts([m], sizes, reports), reports, journal, all_mail=True)
+        else:
+            self._run_pool(self._parts(first, sizes, reports), reports, journal)
         if all_mail and not self._fatal and not self.cancel.is_set():
             self._run_pool(self._parts(all_mail, sizes, reports), reports, journal, all_mail=True)
         if self._fatal:

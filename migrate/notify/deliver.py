@@ -8,6 +8,7 @@ and ``mailmigrate notify --journal PATH`` sends it again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,12 +66,12 @@ def smtp_plan(opts: NotifyOptions, *, preset_smtp: tuple[str, int, str] | None, 
     return None
 
 
-def _settings(plan: SmtpPlan, password: Secret | None) -> SmtpSettings:
-    if password is None and plan.password_ref:
+def _settings(plan: SmtpPlan, password: Secret | None, token: Callable[[], Secret] | None = None) -> SmtpSettings:
+    if password is None and token is None and plan.password_ref:
         password = resolve_secret(plan.password_ref, what="SMTP password")
     return SmtpSettings(host=plan.host, port=plan.port, security=plan.security,  # type: ignore[arg-type]
                         username=plan.username, password=password, ca_file=plan.ca_file,
-                        insecure=plan.insecure)
+                        insecure=plan.insecure, oauth_token=token)
 
 
 def _storable_ref(ref: str | None) -> str | None:
@@ -78,7 +79,8 @@ def _storable_ref(ref: str | None) -> str | None:
 
 
 def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[JobReport], opts: NotifyOptions,
-            plan: SmtpPlan | None, *, password: Secret | None = None) -> str:
+            plan: SmtpPlan | None, *, password: Secret | None = None,
+            token: Callable[[], Secret] | None = None) -> str:
     """Compose and send; record the outcome. Returns a one-line status for the summary."""
     if not opts.enabled:
         return "confirmation mail: off (--no-notify)"
@@ -100,14 +102,14 @@ def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[Job
     journal = Journal(journal_path) if journal_path else None
     try:
         nid = journal.add_notification(row) if journal else None
-        return _send(journal, nid, row, plan, password)
+        return _send(journal, nid, row, plan, password, token)
     finally:
         if journal:
             journal.close()
 
 
 def _send(journal: Journal | None, nid: int | None, row: dict[str, object], plan: SmtpPlan,
-          password: Secret | None) -> str:
+          password: Secret | None, token: Callable[[], Secret] | None = None) -> str:
     recipients = json.loads(str(row["recipients"]))
     reports = [JobReport.model_validate(r) for r in json.loads(str(row["reports"]))]
     sender = str(row["sender"])
@@ -118,7 +120,7 @@ def _send(journal: Journal | None, nid: int | None, row: dict[str, object], plan
     else:
         msg = compose_job_mail(reports[0], lang=str(row["lang"]), sender=sender, recipients=recipients)
     try:
-        send_mail(msg, _settings(plan, password))
+        send_mail(msg, _settings(plan, password, token))
     except (NotifyFailed, UsageError) as exc:
         if journal and nid:
             journal.update_notification(nid, "failed", exc.message)

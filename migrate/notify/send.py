@@ -11,6 +11,7 @@ import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -35,6 +36,7 @@ class SmtpSettings:
     ca_file: str | None = None
     insecure: bool = False  # skip certificate verification (the CLI warns about it)
     timeout: float = 30
+    oauth_token: Callable[[], Secret] | None = None  # XOAUTH2 (Gmail, Microsoft) instead of a password
 
     @property
     def label(self) -> str:
@@ -60,7 +62,7 @@ def send_mail(msg: EmailMessage, settings: SmtpSettings) -> None:
     s, where = settings, settings.label
     if s.security not in ("ssl", "starttls", "none"):
         raise NotifyFailed(f"unknown SMTP security {s.security!r}", hint="use ssl, starttls or none")
-    if s.username and s.password is None:
+    if s.username and s.password is None and s.oauth_token is None:
         raise NotifyFailed(f"SMTP user {s.username} has no password", hint="give the SMTP password (env:NAME or file:PATH)")
     try:
         ctx = _ssl_context(s) if s.security != "none" else None
@@ -73,7 +75,13 @@ def send_mail(msg: EmailMessage, settings: SmtpSettings) -> None:
                 smtp.ehlo()
                 smtp.starttls(context=ctx)
                 smtp.ehlo()
-            if s.username and s.password is not None:
+            if s.username and s.oauth_token is not None:
+                token = s.oauth_token().get()
+                # RFC 7628-style XOAUTH2 initial response (Gmail, Microsoft 365 SMTP AUTH).
+                smtp.ehlo_or_helo_if_needed()
+                smtp.auth("XOAUTH2", lambda challenge=None: f"user={s.username}\x01auth=Bearer {token}\x01\x01",
+                          initial_response_ok=True)
+            elif s.username and s.password is not None:
                 smtp.login(s.username, s.password.get())
             refused = smtp.send_message(msg)
     except smtplib.SMTPAuthenticationError as exc:
