@@ -64,7 +64,9 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
         flag_filter=getattr(hooks, "filter_flags", None), prepare_body=_prepare(hooks),
         target_special=dst.special_folders, rerun_command=req.rerun_command,
         reserved_folders=list(getattr(dst_quirks, "reserved_folders", None) or []), max_rate=rate,
-        gmail_single_copy=req.gmail_single_copy)
+        gmail_single_copy=req.gmail_single_copy,
+        source_folder_cap=None if req.source.host else getattr(src_quirks, "folder_count_cap", None),
+        source_export_host=getattr(src_quirks, "export_host", None))
 
 
 def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]

@@ -221,3 +221,28 @@ def test_tilde_folder_renamed(dovecot, new_user, tmp_path):
     assert r.exit_code == 0, r.error
     assert r.renamed_folders and r.renamed_folders[0]["wanted"] == "~backup"
     assert count(dst, r.renamed_folders[0]["target"]) == 1
+
+
+def test_source_folder_cap_is_reported(dovecot, new_user, tmp_path):
+    """Yahoo shows at most 10,000 messages per folder: a folder at the cap says so, with the fix."""
+    import dataclasses
+
+    from migrate.api import ImportRequest, spec_for
+    from migrate.engine.job import Job
+    from migrate.sides import build_side
+    from tests.support.mailbox import side
+
+    srv = dovecot("slash")
+    src, dst = new_user(srv), new_user(srv)
+    for i in range(3):
+        append(src, "Big", msg(i))
+    append(src, "Small", msg(9))
+    req = ImportRequest(source=side("source", src), target=side("target", dst), journal=tmp_path / "j.sqlite",
+                        progress=False)
+    spec = dataclasses.replace(spec_for(req, build_side(req.source), build_side(req.target)),
+                               source_folder_cap=3, source_export_host="export.example.test")
+    r = Job(spec).run()
+    notes = {f.source: f.note or "" for f in r.folders}
+    assert "--source-host export.example.test" in notes["Big"]
+    assert "at most" not in notes["Small"]
+    assert r.totals.copied == 4

@@ -72,6 +72,8 @@ class JobSpec:
     gmail_single_copy: bool = False  # keep one copy per message across labels (first label wins)
     reserved_folders: Sequence[str] = ()  # target names the provider keeps for itself (O365 "Files")
     max_rate: float | None = None  # messages per second the target accepts (provider preset)
+    source_folder_cap: int | None = None  # the source shows at most this many messages per folder (Yahoo)
+    source_export_host: str | None = None  # ... and this read-only host shows them all
     rerun_command: str | None = None
 
 
@@ -338,6 +340,12 @@ class Job:
             if m.target is None or not m.selectable:
                 self.progress.folder_state(m.source, "skipped")
         self.report.folders = [reports[m.source] for m in plan.mappings]
+        cap = self.spec.source_folder_cap
+        for src_name, st in statuses.items():
+            if cap and st.exists >= cap:  # looks like data loss to users: say why and what to do
+                host = self.spec.source_export_host
+                reports[src_name].note = (f"the source shows at most {cap} messages per folder"
+                                          + (f"; run again with --source-host {host} to copy the rest" if host else ""))
         counts = journal.counts(self.spec.job_id)
         work = [m for m in plan.mappings if m.target is not None and m.selectable
                 and not self._unchanged(journal, m, statuses.get(m.source), counts, reports[m.source])]
@@ -370,7 +378,7 @@ class Job:
             return False
         report.source_messages = st.exists
         report.skipped_duplicates = c.get("copied", 0) + c.get("duplicate", 0)
-        report.note = "unchanged"
+        report.note = report.note or "unchanged"
         self.progress.folder_total(m.source, st.exists)
         self.progress.count(m.source, duplicates=report.skipped_duplicates)
         self.progress.folder_state(m.source, "done")
