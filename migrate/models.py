@@ -58,7 +58,7 @@ class FolderStatus:
     highestmodseq: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per message of a folder being scanned: keep it small
 class MessageMeta:
     """Cheap facts about one message: enough to plan and dedupe without its body.
 
@@ -76,7 +76,7 @@ class MessageMeta:
     modseq: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawMessage:
     """A whole message as fetched: exact bytes plus what APPEND needs to recreate it."""
 

@@ -106,6 +106,10 @@ class FolderScan:
     failed_before: int = 0
     flags_updated: int = 0
 
+    def release(self) -> None:
+        """The folder is done: drop the per-message data (memory stays flat over many folders)."""
+        self.metas, self.keys, self.source_keys, self.open_uids = {}, {}, Counter(), []
+
 
 class FolderSync:
     """Copies one part (``part`` of ``parts``) of a folder. Safe to redo after any failure."""

@@ -489,6 +489,7 @@ class Job:
                     last = p.group.remaining == 0
                 if last:  # every part done: the folder is complete as of the scan
                     sync.save_complete()
+                    p.group.scan.release()
                     self.progress.folder_state(m.source, "done")
                 return
             except Cancelled:
