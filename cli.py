@@ -146,7 +146,7 @@ def import_(
     connections: Annotated[int, Opt(help="Parallel connections per side (capped by the provider preset).")] = 4,
     timeout: Annotated[float, Opt(help="Network read timeout in seconds.")] = 60.0,
     retries: Annotated[int, Opt(help="Retries per folder after a dropped connection or throttling.")] = 8,
-    batch_size: Annotated[int, Opt(help="Messages per APPEND batch (also capped at 8 MB).")] = 100,
+    batch_size: Annotated[int, Opt(help="Messages per APPEND batch (also capped at 4 MB).")] = 100,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No live progress.")] = False,
     no_notify: Annotated[bool, Opt("--no-notify", help="Send no confirmation mail.")] = False,
     notify: Annotated[list[str] | None, Opt(help="Extra address for the confirmation mail (repeatable).")] = None,

@@ -27,7 +27,7 @@ class ImportRequest:
     connections: int = 4
     retries: int = 8
     retry_base: float = 1.0
-    batch_bytes: int = 8_000_000
+    batch_bytes: int = 4_000_000
     batch_count: int = 100
     rerun_command: str | None = None
     progress: bool = True

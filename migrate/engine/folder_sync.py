@@ -46,7 +46,7 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 class SyncSettings:
     job_id: str
     journal_path: object  # pathlib.Path; typed loosely to keep this module import-light
-    batch_bytes: int = 8_000_000  # bytes in flight per APPEND batch (memory stays flat)
+    batch_bytes: int = 4_000_000  # bytes in flight per APPEND batch (memory stays flat)
     batch_count: int = 100
     chunk: int = 500  # messages decided per lock hold
     append_limit: int | None = None  # preset/APPENDLIMIT cap
@@ -55,6 +55,29 @@ class SyncSettings:
     prepare_body: Callable[[bytes], bytes] | None = None  # provider quirks (e.g. trailing CRLF)
     cancel: threading.Event | None = None  # checked between batches: Ctrl-C stops within a batch
     pace: Callable[[int], None] | None = None  # waits so that n more messages keep the target's rate
+    budget: ByteBudget | None = None  # bytes of message bodies in memory across the whole job
+
+
+class ByteBudget:
+    """Bounds the message bytes held in memory by all workers together, so that peak memory does
+    not depend on how many big messages happen to be in flight at once. A message bigger than the
+    whole budget still goes, alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                self._cond.wait()
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
 
 
 class Cancelled(Exception):
@@ -329,20 +352,33 @@ class FolderSync:
             return
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
 
-        def fetch(batch: list[MessageMeta]) -> dict[int, RawMessage]:
-            return {r.uid: r for r in self.src.fetch_messages(self.source, [m.uid for m in batch])}
+        budget = self.s.budget
+        held: dict[int, int] = {}  # batch index -> bytes held in the budget
+
+        def fetch(i: int) -> dict[int, RawMessage]:
+            size = sum(m.size for m in batches[i])
+            if budget is not None:
+                budget.acquire(size)
+                held[i] = size
+            return {r.uid: r for r in self.src.fetch_messages(self.source, [m.uid for m in batches[i]])}
 
         try:
-            nxt: Future[dict[int, RawMessage]] = pool.submit(fetch, batches[0])
+            nxt: Future[dict[int, RawMessage]] = pool.submit(fetch, 0)
             for i, batch in enumerate(batches):
                 raws = nxt.result()
                 if i + 1 < len(batches):
                     if self.s.cancel is not None and self.s.cancel.is_set():
                         raise Cancelled()
-                    nxt = pool.submit(fetch, batches[i + 1])
+                    nxt = pool.submit(fetch, i + 1)
                 self._append_batch(batch, raws, claims, uidvalidity)
+                del raws
+                if budget is not None:
+                    budget.release(held.pop(i, 0))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if budget is not None:
+                for size in held.values():
+                    budget.release(size)
 
     def _fail(self, m: MessageMeta, reason: str) -> None:
         self.r.failed += 1

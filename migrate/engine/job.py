@@ -40,7 +40,7 @@ from ..folders import FolderMapping, FolderPlan, fallback_name, plan_folders
 from ..journal import JobGuard, Journal
 from ..models import FolderStatus
 from ..report import ErrorInfo, FolderReport, JobReport, utcnow
-from .folder_sync import Cancelled, FolderScan, FolderSync, SyncSettings
+from .folder_sync import ByteBudget, Cancelled, FolderScan, FolderSync, SyncSettings
 from .progress import Progress
 
 EndpointFactory = Callable[[], Endpoint]
@@ -61,7 +61,7 @@ class JobSpec:
     exclude: Sequence[str] = ()
     map_folder: dict[str, str] = field(default_factory=dict)
     connections: int = 4
-    batch_bytes: int = 8_000_000
+    batch_bytes: int = 4_000_000
     batch_count: int = 100
     retries: int = 8
     retry_base: float = 1.0  # seconds; doubled per attempt, capped at 60
@@ -165,6 +165,8 @@ class Job:
         self._connected_once = False
         self._statuses: dict[str, FolderStatus] = {}
         self._pace = Pacer(spec.max_rate) if spec.max_rate else None
+        # Message bytes in memory across all workers: two batches per connection.
+        self._budget = ByteBudget(2 * spec.batch_bytes * max(1, spec.connections))
         self._fatal: MigrateError | None = None
         self._lock = threading.Lock()
 
@@ -468,7 +470,7 @@ class Job:
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
             batch_count=self.spec.batch_count,
             append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
-            prepare_body=self.spec.prepare_body, cancel=self.cancel, pace=self._pace)
+            prepare_body=self.spec.prepare_body, cancel=self.cancel, pace=self._pace, budget=self._budget)
         if all_mail:
             settings.exclude_keys = lambda: self._keys_elsewhere(journal, self.spec.job_id, m.source)
         self.progress.folder_state(m.source, "copying")
