@@ -41,6 +41,7 @@ from ..journal import JobGuard, Journal
 from ..models import FolderStatus
 from ..report import ErrorInfo, FolderReport, JobReport, utcnow
 from .folder_sync import ByteBudget, Cancelled, FolderScan, FolderSync, SyncSettings
+from .memory import tune_malloc
 from .progress import Progress
 
 EndpointFactory = Callable[[], Endpoint]
@@ -174,6 +175,7 @@ class Job:
 
     def run(self) -> JobReport:
         t0 = time.monotonic()
+        tune_malloc()
         if self.spec.dry_run:
             try:
                 self._dry_run()
