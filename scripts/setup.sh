@@ -34,7 +34,7 @@ if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     fi
     apt-get update -qq </dev/null
     apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null
-    [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
