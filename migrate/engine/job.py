@@ -255,16 +255,17 @@ class Job:
     # --- planning -------------------------------------------------------------------------
 
     def _plan(self, src: Endpoint, dst: Endpoint) -> FolderPlan:
-        return plan_folders(src.namespace(), src.list_folders(), dst.namespace(), dst.list_folders(),
+        self._dst_ns, self._dst_folders = dst.namespace(), dst.list_folders()  # reused by _create_folders
+        return plan_folders(src.namespace(), src.list_folders(), self._dst_ns, self._dst_folders,
                             include=self.spec.include, exclude=self.spec.exclude,
                             map_folder=self.spec.map_folder, target_special=self.spec.target_special or None)
 
     def _create_folders(self, dst: Endpoint, plan: FolderPlan) -> FolderPlan:
         self.report.renamed_folders = [r.as_dict() for r in plan.renamed]  # name collisions
-        existing = {f.name for f in dst.list_folders()}
+        existing = {f.name for f in self._dst_folders}
         existing_ci = {n.casefold() for n in existing if n.upper() == "INBOX"}
         taken = set(existing) | {m.target for m in plan.mappings if m.target}
-        ns = dst.namespace()
+        ns = self._dst_ns
         reserved = {r.casefold() for r in self.spec.reserved_folders}
         out: list[FolderMapping] = []
         renamed_parent: dict[str, str] = {}
@@ -530,7 +531,7 @@ class Job:
         try:
             src, dst = conns.src(), conns.dst()
             plan = self._plan(src, dst)
-            existing = {f.name for f in dst.list_folders()}
+            existing = {f.name for f in self._dst_folders}
             for m in plan.mappings:
                 fr = FolderReport(source=m.source, target=m.target, note=m.reason)
                 self.report.folders.append(fr)
