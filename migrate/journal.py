@@ -226,10 +226,6 @@ class Journal:
         return [dict(r) for r in self.db.query(
             "SELECT * FROM runs WHERE job_id=? ORDER BY run_id DESC", [job_id])]
 
-    def set_job_report(self, job_id: str, report_json: str) -> None:
-        with self.tx() as c:
-            c.execute("UPDATE jobs SET last_report=? WHERE job_id=?", (report_json, job_id))
-
     # --- confirmation mails ----------------------------------------------------------------
 
     def add_notification(self, row: dict[str, object]) -> int:

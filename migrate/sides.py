@@ -17,7 +17,6 @@ from pathlib import Path
 from .accounts import ImapAccount, LocalStore, Secret, TokenProvider, resolve_secret
 from .endpoint import Endpoint
 from .errors import UsageError
-from .models import Security
 
 SECURITIES = ("ssl", "starttls", "none")
 
@@ -186,12 +185,3 @@ def _local_side(o: SideOptions) -> Side:
             return MboxEndpoint(store.path)
     return Side(label=store.label, email=o.email, factory=factory)
 
-
-def security_value(value: str | None) -> Security | None:
-    if value is None:
-        return None
-    v = value.lower()
-    if v not in SECURITIES:
-        raise UsageError(f"security must be one of ssl, starttls, none (got '{value}')",
-                         hint="ssl for port 993, starttls for port 143; none only on a trusted network")
-    return v  # type: ignore[return-value]

@@ -44,9 +44,6 @@ class Ledger:
             out[k] = n
         return out
 
-    def existing_ids(self, folder: str) -> set[int]:
-        return {r[0] for r in self.c.execute("SELECT id FROM ledger WHERE folder=?", (folder,))}
-
     def orphans_of_job(self, folder: str, job_id: str) -> tuple[dict[str, int], dict[str, list[int]]]:
         """Rows this job's APPENDs put there that no journal message points at: the process died
         between APPEND and its journal commit, and ``reconcile`` found the message.

@@ -163,7 +163,6 @@ class Job:
                                 source_email=spec.source_email, target_email=spec.target_email,
                                 started_at=utcnow(), dry_run=spec.dry_run, rerun_command=spec.rerun_command,
                                 journal=None if spec.dry_run else str(spec.journal_path))
-        self._connected_once = False
         self._statuses: dict[str, FolderStatus] = {}
         self._pace = Pacer(spec.max_rate) if spec.max_rate else None
         # Message bytes in memory across all workers: two batches per connection.
@@ -311,7 +310,6 @@ class Job:
             conns = _Conns(self.spec)
             try:
                 src, dst = conns.src(), conns.dst()
-                self._connected_once = True
                 plan = self._create_folders(dst, self._plan(src, dst))
                 limit = dst.capabilities().append_limit
                 if self.spec.append_limit:
