@@ -1,20 +1,26 @@
 """The job report: the one structure behind the summary table, ``--report`` JSON and the
-confirmation mail. Field names are a public contract (admins script against them)."""
+confirmation mail. Field names are a public contract (admins script against them).
+
+Plain dataclasses, not pydantic models: a report is built and written on every run, and importing
+pydantic's model machinery costs about 0.1 s of start-up, more than a whole no-op re-run. What we
+*read back* (reports from disk or the journal) is validated by pydantic in ``load``, off that path.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, Field
+from typing import Any, Literal, TypeVar
 
 JobStatus = Literal["ok", "partial", "failed", "interrupted", "dry-run"]
+T = TypeVar("T")
 
 
-class Failure(BaseModel):
+@dataclass(kw_only=True)
+class Failure:
     folder: str
     uid: int | None = None
     message_id: str | None = None
@@ -23,7 +29,8 @@ class Failure(BaseModel):
     reason: str  # the server's answer or our reason, never a secret
 
 
-class FolderReport(BaseModel):
+@dataclass(kw_only=True)
+class FolderReport:
     source: str
     target: str | None  # None: skipped (see ``note``)
     copied: int = 0
@@ -35,10 +42,11 @@ class FolderReport(BaseModel):
     source_messages: int = 0
     duration_s: float = 0.0
     note: str | None = None  # e.g. "renamed: target refused '~x'", "excluded", "unchanged since last run"
-    failures: list[Failure] = Field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
 
-class Totals(BaseModel):
+@dataclass(kw_only=True)
+class Totals:
     folders: int = 0
     copied: int = 0
     skipped_duplicates: int = 0
@@ -49,13 +57,15 @@ class Totals(BaseModel):
     source_messages: int = 0
 
 
-class ErrorInfo(BaseModel):
+@dataclass(kw_only=True)
+class ErrorInfo:
     reference: str
     message: str
     hint: str | None = None
 
 
-class JobReport(BaseModel):
+@dataclass(kw_only=True)
+class JobReport:
     job_id: str
     source: str  # label, e.g. "alice@imap.example.com:993" (never a secret)
     target: str
@@ -67,9 +77,9 @@ class JobReport(BaseModel):
     status: JobStatus = "ok"
     exit_code: int = 0
     dry_run: bool = False
-    folders: list[FolderReport] = Field(default_factory=list)
-    totals: Totals = Field(default_factory=Totals)
-    renamed_folders: list[dict[str, str]] = Field(default_factory=list)
+    folders: list[FolderReport] = field(default_factory=list)
+    totals: Totals = field(default_factory=Totals)
+    renamed_folders: list[dict[str, str]] = field(default_factory=list)
     error: ErrorInfo | None = None
     rerun_command: str | None = None  # how to run the job again (no secrets)
     journal: str | None = None
@@ -91,19 +101,68 @@ class JobReport(BaseModel):
     def failures(self) -> list[Failure]:
         return [x for f in self.folders for x in f.failures]
 
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return dumps(self, indent=indent)
+
     def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
         # Private: it holds addresses and subjects of failed messages.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.model_dump_json(indent=2))
-        tmp.replace(path)
+        write_private(path, self.to_json(indent=2))
 
     @classmethod
     def read_json(cls, path: Path) -> JobReport:
-        return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return load(cls, json.loads(path.read_text(encoding="utf-8")))
+
+
+# --- JSON in and out ------------------------------------------------------------------------
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses -> dicts (in field order), datetimes -> ISO 8601 with ``Z`` for UTC
+    (the format pydantic writes, so reports from every version read alike)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {name: to_jsonable(getattr(obj, name)) for name in (f.name for f in fields(obj))}
+    if isinstance(obj, datetime):
+        text = obj.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False,
+                      separators=None if indent else (",", ":"))
+
+
+def load(cls: type[T], data: Any) -> T:
+    """Validate data read back from disk or the journal into ``cls`` (types, nesting, dates).
+
+    pydantic does the checking; it is imported here, not at module level, to keep it off the
+    start-up path of every run."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls).validate_python(data)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically (temp file + rename), readable by the owner only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    tmp.replace(path)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+__all__ = ["ErrorInfo", "Failure", "FolderReport", "JobReport", "JobStatus", "Totals", "dumps",
+           "load", "to_jsonable", "utcnow", "write_private"]

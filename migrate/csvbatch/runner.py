@@ -42,15 +42,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
 from ..api import ImportRequest, notify_job, spec_for
 from ..engine.job import Job, JobSpec
 from ..engine.progress import Progress
 from ..errors import ExitCode, MigrateError, redact, register_secret
 from ..journal import default_journal_path
-from ..notify.deliver import NotifyOptions
-from ..report import ErrorInfo, JobReport, utcnow
+from ..notify.options import NotifyOptions
+from ..report import ErrorInfo, JobReport, dumps, load, utcnow, write_private
 from ..sides import Side, SideOptions, build_side
 from .reader import BatchRow, SideSpec
 
@@ -62,7 +60,8 @@ ServerKey = tuple[str, int]
 # --- the report ---------------------------------------------------------------------------
 
 
-class RowReport(BaseModel):
+@dataclass(kw_only=True)
+class RowReport:
     """One CSV row's outcome. ``report`` is the row's job report (None if it never ran)."""
 
     line: int  # physical line of the row in the CSV file
@@ -76,12 +75,13 @@ class RowReport(BaseModel):
     error: ErrorInfo | None = None
     connections: int = 0  # per side, as granted by the connection budget
     journal: str | None = None
-    notify: list[str] = Field(default_factory=list)
+    notify: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     report: JobReport | None = None
 
 
-class BatchTotals(BaseModel):
+@dataclass(kw_only=True)
+class BatchTotals:
     rows: int = 0
     ok: int = 0
     partial: int = 0
@@ -94,7 +94,8 @@ class BatchTotals(BaseModel):
     source_messages: int = 0
 
 
-class BatchReport(BaseModel):
+@dataclass(kw_only=True)
+class BatchReport:
     file: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
@@ -103,8 +104,8 @@ class BatchReport(BaseModel):
     parallel: int = 4
     status: BatchStatus = "ok"
     exit_code: int = 0
-    rows: list[RowReport] = Field(default_factory=list)
-    totals: BatchTotals = Field(default_factory=BatchTotals)
+    rows: list[RowReport] = field(default_factory=list)
+    totals: BatchTotals = field(default_factory=BatchTotals)
     rerun_command: str | None = None
 
     def compute(self, *, interrupted: bool = False) -> None:
@@ -133,16 +134,16 @@ class BatchReport(BaseModel):
         else:
             self.status, self.exit_code = "partial", int(ExitCode.PARTIAL)
 
+    def to_json(self, indent: int | None = None) -> str:
+        return dumps(self, indent=indent)
+
     def write_json(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
-        tmp.replace(path)
+        # Private like the job reports it contains (addresses, subjects of failed messages).
+        write_private(Path(path), self.to_json(indent=2))
 
     @classmethod
     def read_json(cls, path: Path) -> BatchReport:
-        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        return load(cls, json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 # --- connection budget --------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Registry of provider presets (``presets/*.toml``) and their hooks.
 
-Presets are package data, loaded once and validated as a whole: a broken or conflicting file
-raises ``PresetError`` naming the file, so a bad preset can never ship silently.
+Presets are package data. Each file is validated when first read; ``names``/``detect``/
+``all_presets`` read them all and check them against each other (two presets claiming one
+domain). A broken or conflicting file raises ``PresetError`` naming the file; the test suite
+loads them all, so a bad preset can never ship silently. ``get`` reads only the file it needs.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Iterable
 from functools import cache
-from importlib import resources
-from importlib.resources.abc import Traversable
-
-from pydantic import ValidationError
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from migrate.errors import UsageError
-from migrate.providers.base import PresetError, ProviderHooks, ProviderPreset, Quirks
+from migrate.providers.base import _NAME_RE, PresetError, ProviderHooks, ProviderPreset, Quirks, from_mapping
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "PresetError",
@@ -39,8 +42,8 @@ def load_preset_file(file: Traversable) -> ProviderPreset:
     label = getattr(file, "name", str(file))
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
-        preset = ProviderPreset.model_validate(data)
-    except (tomllib.TOMLDecodeError, ValidationError, UnicodeDecodeError) as exc:
+        preset = from_mapping(ProviderPreset, data)
+    except (tomllib.TOMLDecodeError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise PresetError(f"provider preset {label}: {exc}") from exc
     stem = label.removesuffix(".toml")
     if preset.name != stem:
@@ -63,13 +66,29 @@ def _index(presets: Iterable[ProviderPreset]) -> tuple[dict[str, ProviderPreset]
     return by_name, by_domain
 
 
+def _folder() -> Traversable:
+    here = Path(__file__).with_name("presets")
+    if here.is_dir():  # installed normally (importlib.resources would cost 5 ms more per start)
+        return here
+    from importlib import resources  # e.g. from a zip
+
+    return resources.files(__name__).joinpath("presets")
+
+
+@cache
+def _one(name: str) -> ProviderPreset | None:
+    """One preset, reading only its own file: an import run needs just its two sides' presets."""
+    file = _folder().joinpath(f"{name}.toml")
+    return load_preset_file(file) if _NAME_RE.match(name) and file.is_file() else None
+
+
 @cache
 def _registry() -> tuple[dict[str, ProviderPreset], dict[str, str]]:
-    folder = resources.files(__name__).joinpath("presets")
+    folder = _folder()
     files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
     if not files:
         raise PresetError(f"no provider presets found in {folder} (package data missing?)")
-    return _index(load_preset_file(f) for f in files)
+    return _index(_one(f.name.removesuffix(".toml")) or load_preset_file(f) for f in files)
 
 
 def names() -> list[str]:
@@ -85,12 +104,11 @@ def all_presets() -> list[ProviderPreset]:
 
 def get(name: str) -> ProviderPreset:
     """The preset called ``name`` (case-insensitive); UsageError if there is none."""
-    by_name = _registry()[0]
-    preset = by_name.get(name.strip().lower())
+    preset = _one(name.strip().lower())
     if preset is None:
         raise UsageError(
             f"unknown provider {name!r}",
-            hint=f"valid providers: {', '.join(sorted(by_name))}",
+            hint=f"valid providers: {', '.join(names())}",
             reference="unknown-provider",
         )
     return preset

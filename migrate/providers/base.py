@@ -9,11 +9,12 @@ cannot express a behaviour (see ``migrate.providers.register``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from functools import cached_property
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from functools import cache, cached_property
+from typing import Any, Literal
 
 from migrate.models import SPECIAL_USES, Security
 
@@ -27,32 +28,129 @@ class PresetError(Exception):
     """A preset file is broken: a packaging/programming error, never the user's fault."""
 
 
-class Quirks(BaseModel):
+# --- the schema -------------------------------------------------------------------------
+# Presets are checked like a pydantic model (types, ranges, no unknown keys) by the few lines
+# below, not by pydantic: every run loads them, and importing pydantic's model machinery costs
+# about 0.1 s of start-up, more than a whole re-run with nothing to copy.
+
+
+def _limits(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            min_length: int | None = None) -> dict[str, float | int]:
+    return {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("min_length", min_length)) if v is not None}
+
+
+def _checked(value: Any, hint: Any, where: str) -> Any:
+    """``value`` if it fits the type ``hint`` (int accepted for float), else ValueError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _checked(value, option, where)
+            except ValueError:
+                continue
+        raise ValueError(f"{where}: {value!r} is not a valid {_type_name(hint)}")
+    if hint is type(None):
+        if value is None:
+            return None
+    elif origin is Literal:
+        if value in args:
+            return value
+        raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+    elif origin is list:
+        if isinstance(value, list | tuple):
+            return [_checked(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            return {_checked(k, args[0], where): _checked(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, Mapping):
+            return from_mapping(hint, value, where)
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ValueError(f"{where}: {value!r} is not a valid {_type_name(hint)}")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _validate(obj: Any) -> None:
+    """Check (and normalize, e.g. int -> float) every field of a frozen dataclass instance."""
+    hints = _hints(type(obj))
+    for f in fields(obj):
+        where = f.name
+        value = _checked(getattr(obj, f.name), hints[f.name], where)
+        limits = f.metadata
+        if value is not None:
+            if "ge" in limits and value < limits["ge"]:
+                raise ValueError(f"{where}: must be >= {limits['ge']} (got {value!r})")
+            if "gt" in limits and value <= limits["gt"]:
+                raise ValueError(f"{where}: must be > {limits['gt']} (got {value!r})")
+            if "le" in limits and value > limits["le"]:
+                raise ValueError(f"{where}: must be <= {limits['le']} (got {value!r})")
+            if "min_length" in limits and len(value) < limits["min_length"]:
+                raise ValueError(f"{where}: needs at least {limits['min_length']} item(s)")
+        object.__setattr__(obj, f.name, value)
+
+
+def from_mapping(cls: type[Any], data: Mapping[str, Any], where: str = "") -> Any:
+    """Build a preset dataclass from TOML data; unknown or missing keys are errors."""
+    prefix = f"{where}." if where else ""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}")
+    missing = [n for n, f in known.items() if n not in data and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"missing key(s) {', '.join(prefix + k for k in missing)}")
+    hints = _hints(cls)
+    values = {k: from_mapping(hints[k], v, prefix + k) if isinstance(v, Mapping) and _is_dataclass(hints[k])
+              else v for k, v in data.items()}
+    return cls(**values)
+
+
+def _is_dataclass(hint: Any) -> bool:
+    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quirks:
     """Behaviour switches the core consults; defaults mean "plain RFC 3501 server"."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_connections: int = Field(default=4, ge=1)  # per account, ours (leave headroom below the cap)
-    append_limit: int | None = Field(default=None, gt=0)  # bytes; used when APPENDLIMIT isn't announced
-    drop_flags: list[str] = []  # flags the target rejects or that cause harm (e.g. $MDNSent)
+    max_connections: int = field(default=4, metadata=_limits(ge=1))  # per account, ours (headroom below the cap)
+    append_limit: int | None = field(default=None, metadata=_limits(gt=0))  # bytes, when APPENDLIMIT is absent
+    drop_flags: list[str] = field(default_factory=list)  # flags the target rejects or that harm (e.g. $MDNSent)
     ensure_trailing_crlf: bool = False  # Yahoo answers BAD [CLIENTBUG] otherwise
     # Regexes (searched, case-insensitive) over a server answer meaning "slow down"; a named
     # group ``ms`` or ``s`` carries the server's suggested delay.
-    throttle_patterns: list[str] = []
-    throttle_delay: float = Field(default=30.0, gt=0)  # seconds, when a pattern gives no delay
-    max_messages_per_second: float | None = Field(default=None, gt=0)
-    daily_download_bytes: int | None = Field(default=None, gt=0)
-    daily_upload_bytes: int | None = Field(default=None, gt=0)
-    source_skip_folders: list[str] = []  # exact names never read from this provider
-    reserved_folders: list[str] = []  # names this provider won't let us create/use as a target
+    throttle_patterns: list[str] = field(default_factory=list)
+    throttle_delay: float = field(default=30.0, metadata=_limits(gt=0))  # seconds, when a pattern gives none
+    max_messages_per_second: float | None = field(default=None, metadata=_limits(gt=0))
+    daily_download_bytes: int | None = field(default=None, metadata=_limits(gt=0))
+    daily_upload_bytes: int | None = field(default=None, metadata=_limits(gt=0))
+    source_skip_folders: list[str] = field(default_factory=list)  # exact names never read from this provider
+    reserved_folders: list[str] = field(default_factory=list)  # names it won't let us create/use as a target
     gmail_labels: bool = False  # source is a label tree: \All last, skip \Important/\Flagged
-    folder_count_cap: int | None = Field(default=None, gt=0)  # messages visible per folder
+    folder_count_cap: int | None = field(default=None, metadata=_limits(gt=0))  # messages visible per folder
     export_host: str | None = None  # read-only host without the cap (Yahoo)
 
-    @field_validator("throttle_patterns")
-    @classmethod
-    def _patterns_compile(cls, value: list[str]) -> list[str]:
-        for pattern in value:
+    def __post_init__(self) -> None:
+        _validate(self)
+        for pattern in self.throttle_patterns:
             try:
                 compiled = re.compile(pattern)
             except re.error as exc:
@@ -60,57 +158,41 @@ class Quirks(BaseModel):
             unknown = set(compiled.groupindex) - set(_DELAY_GROUPS)
             if unknown:
                 raise ValueError(f"throttle pattern {pattern!r}: only groups 'ms' or 's' allowed")
-        return value
 
 
-class ProviderPreset(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class ProviderPreset:
     """Where a provider's servers are and how to talk to them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     title: str
-    domains: list[str] = []  # exact address domains (lowercase); subdomains never match
+    domains: list[str] = field(default_factory=list)  # exact address domains (lowercase); no subdomains
     imap_host: str | None = None  # None only for the generic preset: the user gives the host
-    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_port: int = field(default=993, metadata=_limits(ge=1, le=65535))
     imap_security: Security = "ssl"
     smtp_host: str | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_port: int | None = field(default=None, metadata=_limits(ge=1, le=65535))
     smtp_security: Security | None = None
-    auth: list[AuthMethod] = Field(min_length=1)
+    auth: list[AuthMethod] = field(metadata=_limits(min_length=1))
     username: Literal["email", "localpart"] = "email"  # login form for IMAP
     oauth: Literal["google", "microsoft"] | None = None  # which OAuth flow provides tokens
-    special_folders: dict[str, str] = {}  # "\\Sent" -> provider's name; fallback to SPECIAL-USE
+    special_folders: dict[str, str] = field(default_factory=dict)  # "\Sent" -> name; fallback SPECIAL-USE
     hint: str = ""  # what a user must do first (enable IMAP, create an app password, ...)
-    quirks: Quirks = Quirks()
+    quirks: Quirks = field(default_factory=Quirks)
 
-    @field_validator("name")
-    @classmethod
-    def _kebab_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"preset name {value!r} must be lowercase kebab-case")
-        return value
-
-    @field_validator("domains")
-    @classmethod
-    def _lower_domains(cls, value: list[str]) -> list[str]:
-        domains = [d.strip().lower() for d in value]
+    def __post_init__(self) -> None:
+        _validate(self)
+        if not _NAME_RE.match(self.name):
+            raise ValueError(f"preset name {self.name!r} must be lowercase kebab-case")
+        domains = [d.strip().lower() for d in self.domains]
         if len(set(domains)) != len(domains):
             raise ValueError("a domain is listed twice")
         if any(not d or "@" in d or d.startswith(".") for d in domains):
             raise ValueError("domains must be bare names like 'gmail.com'")
-        return domains
-
-    @field_validator("special_folders")
-    @classmethod
-    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = set(value) - set(SPECIAL_USES)
+        object.__setattr__(self, "domains", domains)
+        unknown = set(self.special_folders) - set(SPECIAL_USES)
         if unknown:
             raise ValueError(f"unknown special-use roles {sorted(unknown)}; known: {list(SPECIAL_USES)}")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ProviderPreset:
         needs_oauth = {"xoauth2", "oauthbearer"} & set(self.auth)
         if needs_oauth and self.oauth is None:
             raise ValueError(f"auth {sorted(needs_oauth)} needs an 'oauth' flow (google or microsoft)")
@@ -118,7 +200,6 @@ class ProviderPreset(BaseModel):
             self.smtp_security is None
         ):
             raise ValueError("smtp_host, smtp_port and smtp_security go together")
-        return self
 
     @property
     def imap_endpoint(self) -> str:

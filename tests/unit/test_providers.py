@@ -186,6 +186,17 @@ auth = ["password"]
         (GOOD + "smtp_host = 's'\n", "go together"),
         (GOOD.replace('"broken"', '"other"'), "does not match the file name"),
         ("name = ", "broken.toml"),  # invalid TOML
+        (GOOD + "imap_port = '993'\n", "imap_port"),  # wrong type
+        (GOOD + "imap_port = 70000\n", "<= 65535"),
+        (GOOD + "imap_security = 'tls'\n", "'ssl', 'starttls', 'none'"),
+        (GOOD.replace('["password"]', '[]'), "at least 1"),
+        (GOOD.replace('["password"]', '["pasword"]'), "auth[0]"),
+        (GOOD + "[quirks]\nmax_connections = 0\n", ">= 1"),
+        (GOOD + "[quirks]\nthrottle_delay = -1\n", "> 0"),
+        (GOOD + "[quirks]\nensure_trailing_crlf = 'yes'\n", "ensure_trailing_crlf"),
+        (GOOD + "[quirks]\ndrop_flags = [1]\n", "drop_flags[0]"),
+        (GOOD.replace('title = "t"\n', ""), "missing key(s) title"),
+        (GOOD + "quirks = 3\n", "quirks"),
     ],
 )
 def test_broken_preset_names_its_file(tmp_path: Path, text: str, needle: str) -> None:
