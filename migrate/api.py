@@ -9,7 +9,7 @@ from .accounts import resolve_secret
 from .engine.job import Job, JobSpec
 from .engine.progress import Progress
 from .journal import default_journal_path, job_id_for
-from .notify.deliver import NotifyOptions, deliver, smtp_plan
+from .notify.options import NotifyOptions
 from .report import JobReport
 from .sides import Side, SideOptions, build_side
 
@@ -78,15 +78,21 @@ def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]
     return None
 
 
-def run_import(req: ImportRequest, progress: Progress | None = None) -> JobReport:
+def run_import(req: ImportRequest, progress: Progress | None = None,
+               sides: tuple[Side, Side] | None = None) -> JobReport:
+    """Run one import. ``sides``: already built from ``req`` (the CLI builds them first, to start
+    the logins while it imports the engine)."""
     from .ui import live_progress
 
-    src = build_side(req.source)
-    dst = build_side(req.target)
+    src, dst = sides or (build_side(req.source), build_side(req.target))
     spec = spec_for(req, src, dst)
     progress = progress or Progress()
-    with live_progress(progress, req.progress):
-        report = Job(spec, progress).run()
+    try:
+        with live_progress(progress, req.progress):
+            report = Job(spec, progress).run()
+    finally:
+        src.factory.discard()
+        dst.factory.discard()
     if not req.dry_run and req.notify is not None:
         report.notification = notify_job(req, src, dst, spec, report)
     if req.report_path and not req.dry_run:  # --dry-run writes nothing anywhere
@@ -96,12 +102,13 @@ def run_import(req: ImportRequest, progress: Progress | None = None) -> JobRepor
 
 def notify_job(req: ImportRequest, src: Side, dst: Side, spec: JobSpec, report: JobReport) -> str:
     """Send the confirmation mail; never raises for a mail problem (the migration is done)."""
-    from .errors import MigrateError
-
     opts = req.notify
     assert opts is not None
     if not opts.enabled:
         return "confirmation mail: off (--no-notify)"
+    from .errors import MigrateError
+    from .notify.deliver import deliver, smtp_plan
+
     try:
         plan = smtp_plan(opts, preset_smtp=dst.smtp, target_login=dst.login,
                          target_password_ref=req.target.password)

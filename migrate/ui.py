@@ -1,21 +1,41 @@
-"""Rendering only: progress while a job runs, the summary table after. The engine never prints."""
+"""Rendering only: progress while a job runs, the summary table after. The engine never prints.
+
+rich renders for a terminal. Where output goes to a file or a pipe (cron, scripts, logs), the job
+summary is plain text instead: full folder names, never cut to a terminal's width, and no rich
+import, which costs a re-run with nothing to copy about 0.04 s, a sixth of its time.
+"""
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from .engine.progress import Progress
 from .report import JobReport
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+
+@cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def __getattr__(name: str) -> Any:
+    """``err`` and ``out``: rich consoles, created (and rich imported) on first use."""
+    if name in ("err", "out"):
+        return _console(name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def human_bytes(n: float) -> str:
@@ -27,6 +47,8 @@ def human_bytes(n: float) -> str:
 
 
 def progress_line(snap: dict[str, object]) -> Text:
+    from rich.text import Text
+
     eta = snap.get("eta_s")
     eta_s = f"{int(eta) // 60}m{int(eta) % 60:02d}s" if isinstance(eta, (int, float)) else "-"
     t = Text()
@@ -46,7 +68,13 @@ def progress_line(snap: dict[str, object]) -> Text:
 
 @contextmanager
 def live_progress(progress: Progress, enabled: bool) -> Iterator[None]:
-    if not enabled or not err.is_terminal:
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    from rich.live import Live
+
+    err = _console(True)
+    if not err.is_terminal:
         yield
         return
     stop = threading.Event()
@@ -63,43 +91,92 @@ def live_progress(progress: Progress, enabled: bool) -> Iterator[None]:
             th.join()
 
 
-def summary_table(report: JobReport) -> Table:
+def _summary_title(report: JobReport) -> str:
     title = f"{report.source}  →  {report.target}"
-    if report.dry_run:
-        title += "  (dry run: nothing written)"
-    table = Table(title=title, title_justify="left")
-    table.add_column("source folder")
-    table.add_column("target folder")
-    table.add_column("would copy" if report.dry_run else "copied", justify="right")
-    table.add_column("already present", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("size", justify="right")
-    table.add_column("note", overflow="fold")
-    for f in report.folders:
-        table.add_row(f.source, f.target or "-", str(f.copied), str(f.skipped_duplicates),
-                      Text(str(f.failed), style="red" if f.failed else ""), human_bytes(f.bytes), f.note or "")
+    return title + "  (dry run: nothing written)" if report.dry_run else title
+
+
+def _summary_columns(report: JobReport) -> list[tuple[str, bool]]:
+    """(header, right-aligned)"""
+    return [("source folder", False), ("target folder", False), ("would copy" if report.dry_run else "copied", True),
+            ("already present", True), ("failed", True), ("size", True), ("note", False)]
+
+
+def _summary_rows(report: JobReport) -> list[list[str]]:
+    rows = [[f.source, f.target or "-", str(f.copied), str(f.skipped_duplicates), str(f.failed), human_bytes(f.bytes),
+             f.note or ""] for f in report.folders]
     t = report.totals
-    table.add_row(Text("total", style="bold"), "", Text(str(t.copied), style="bold"), str(t.skipped_duplicates),
-                  Text(str(t.failed), style="bold red" if t.failed else "bold"), human_bytes(t.bytes),
-                  f"{report.duration_s:.1f}s")
+    rows.append(["total", "", str(t.copied), str(t.skipped_duplicates), str(t.failed), human_bytes(t.bytes),
+                 f"{report.duration_s:.1f}s"])
+    return rows
+
+
+def summary_table(report: JobReport) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=_summary_title(report), title_justify="left")
+    for header, right in _summary_columns(report):
+        table.add_column(header, justify="right" if right else "left", overflow="fold" if header == "note" else "ellipsis")
+    rows = _summary_rows(report)
+    for row in rows[:-1]:
+        table.add_row(*row[:4], Text(row[4], style="red" if row[4] != "0" else ""), *row[5:])
+    total = rows[-1]
+    table.add_row(Text("total", style="bold"), "", Text(total[2], style="bold"), total[3],
+                  Text(total[4], style="bold red" if total[4] != "0" else "bold"), *total[5:])
     return table
 
 
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+               for ch in text)
+
+
+def plain_table(columns: Sequence[tuple[str, bool]], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of text aligned in columns two spaces apart; nothing is cut (for logs and pipes)."""
+    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, (h, _) in enumerate(columns)]
+    lines = []
+    for cells in ([h for h, _ in columns], *rows):
+        parts = [(" " * (w - _width(c)) + c) if right else (c + " " * (w - _width(c)))
+                 for c, w, (_, right) in zip(cells, widths, columns, strict=True)]
+        lines.append("  ".join(parts).rstrip())
+    return lines
+
+
+_STATUS = {"ok": ("done", "green"), "partial": ("done, some messages failed", "yellow"),
+           "dry-run": ("dry run", "cyan"), "interrupted": ("interrupted", "red"), "failed": ("failed", "red")}
+
+
 def print_summary(report: JobReport) -> None:
-    out.print(summary_table(report))
-    for r in report.renamed_folders:
-        out.print(f"renamed: '{r['wanted']}' -> '{r['target']}' ({r['reason']})")
+    lines = [f"renamed: '{r['wanted']}' -> '{r['target']}' ({r['reason']})" for r in report.renamed_folders]
     failures = report.failures()
     for f in failures[:50]:
         subj = f" subject={f.subject!r}" if f.subject else ""
-        out.print(f"failed: {f.folder} uid {f.uid}{subj}: {f.reason}", markup=False, soft_wrap=True)
+        lines.append(f"failed: {f.folder} uid {f.uid}{subj}: {f.reason}")
     if len(failures) > 50:
-        out.print(f"... and {len(failures) - 50} more failures (see the JSON report)")
-    status = {"ok": "[green]done[/]", "partial": "[yellow]done, some messages failed[/]",
-              "dry-run": "[cyan]dry run[/]", "interrupted": "[red]interrupted[/]", "failed": "[red]failed[/]"}
-    out.print(f"status: {status.get(report.status, report.status)} (exit {report.exit_code})")
-    if report.notification:
-        out.print(report.notification, markup=False, soft_wrap=True)
-    if report.error:
-        err.print(f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else ""),
-                  markup=False, soft_wrap=True)  # one line, never wrapped: scripts grep it
+        lines.append(f"... and {len(failures) - 50} more failures (see the JSON report)")
+    word, color = _STATUS.get(report.status, (report.status, ""))
+    status = f"status: {{}} (exit {report.exit_code})"
+    error = None
+    if report.error:  # one line, never wrapped: scripts grep it
+        error = f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else "")
+    if sys.stdout.isatty():
+        out = _console(False)
+        out.print(summary_table(report))
+        for line in lines:
+            out.print(line, markup=False, soft_wrap=True)
+        out.print(status.format(f"[{color}]{word}[/]" if color else word))
+        if report.notification:
+            out.print(report.notification, markup=False, soft_wrap=True)
+    else:
+        text = [_summary_title(report), *plain_table(_summary_columns(report), _summary_rows(report)), *lines,
+                status.format(word)]
+        if report.notification:
+            text.append(report.notification)
+        sys.stdout.write("\n".join(text) + "\n")
+        sys.stdout.flush()
+    if error:
+        if sys.stderr.isatty():
+            _console(True).print(error, markup=False, soft_wrap=True)
+        else:
+            sys.stderr.write(error + "\n")

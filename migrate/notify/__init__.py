@@ -16,10 +16,20 @@ class NotifyFailed(MigrateError):
     exit_code = ExitCode.CONNECTION
 
 
-# Re-exported after NotifyFailed exists: send.py imports it from this package.
-from .compose import compose_batch, compose_batch_mail, compose_job_mail  # noqa: E402
-from .i18n import LANGS  # noqa: E402
-from .send import SmtpSettings, recipients_for, send_mail  # noqa: E402
+# Re-exported lazily: composing and sending pull in ``email`` and ``smtplib``, which a run that
+# sends no mail should not pay for at start-up.
+_EXPORTS = {"compose_batch": "compose", "compose_batch_mail": "compose", "compose_job_mail": "compose",
+            "LANGS": "i18n", "SmtpSettings": "send", "recipients_for": "send", "send_mail": "send"}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = ["LANGS", "NotifyFailed", "SmtpSettings", "compose_batch", "compose_batch_mail", "compose_job_mail",
            "recipients_for", "send_mail"]

@@ -9,32 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..accounts import Secret, resolve_secret
 from ..errors import MigrateError, UsageError
 from ..journal import Journal
-from ..report import JobReport, utcnow
+from ..report import JobReport, load, utcnow
 from . import NotifyFailed
 from .compose import compose_batch_mail, compose_job_mail
 from .i18n import check_lang
+from .options import NotifyOptions
 from .send import SmtpSettings, recipients_for, send_mail
-
-
-@dataclass
-class NotifyOptions:
-    enabled: bool = True
-    lang: str = "en"
-    extra: list[str] = field(default_factory=list)
-    sender: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int | None = None
-    smtp_security: str | None = None
-    smtp_user: str | None = None
-    smtp_password: str | None = None  # literal, env:NAME or file:PATH
-    ca_file: str | None = None
-    insecure: bool = False
 
 
 @dataclass
@@ -98,7 +84,7 @@ def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[Job
            "smtp": json.dumps({**asdict(plan), "password_ref": _storable_ref(plan.password_ref)}),
            "sender": opts.sender or plan.username or recipients[-1], "state": "pending", "error": None,
            "attempts": 0, "updated_at": utcnow().isoformat(),
-           "reports": json.dumps([json.loads(r.model_dump_json()) for r in reports])}
+           "reports": json.dumps([r.to_dict() for r in reports], ensure_ascii=False)}
     journal = Journal(journal_path) if journal_path else None
     try:
         nid = journal.add_notification(row) if journal else None
@@ -111,7 +97,7 @@ def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[Job
 def _send(journal: Journal | None, nid: int | None, row: dict[str, object], plan: SmtpPlan,
           password: Secret | None, token: Callable[[], Secret] | None = None) -> str:
     recipients = json.loads(str(row["recipients"]))
-    reports = [JobReport.model_validate(r) for r in json.loads(str(row["reports"]))]
+    reports = [load(JobReport, r) for r in json.loads(str(row["reports"]))]
     sender = str(row["sender"])
     if "@" not in sender:
         sender = recipients[-1]
