@@ -48,6 +48,10 @@ class Endpoint(Protocol):
         """UIDVALIDITY, UIDNEXT, message count (and HIGHESTMODSEQ) without changing anything."""
         ...
 
+    def statuses(self, folders: Sequence[str]) -> dict[str, FolderStatus]:
+        """``status`` of several folders at once; a folder that is gone or refused is left out."""
+        ...
+
     def fetch_meta(self, folder: str, uids: Sequence[int] | None = None, *,
                    changed_since: int | None = None, with_keys: bool = True) -> Iterator[MessageMeta]:
         """Metadata for ``uids`` (None = all) in UID order, read-only (never sets ``\\Seen``).
@@ -74,3 +78,16 @@ class Endpoint(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def statuses_one_by_one(endpoint: Endpoint, folders: Sequence[str]) -> dict[str, FolderStatus]:
+    """``Endpoint.statuses`` for stores with no bulk command: ``status`` of each folder."""
+    from .errors import FolderRefused, MessageError
+
+    out: dict[str, FolderStatus] = {}
+    for name in folders:
+        try:
+            out[name] = endpoint.status(name)
+        except (MessageError, FolderRefused):
+            continue
+    return out

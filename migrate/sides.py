@@ -6,10 +6,12 @@ address's domain) supplies host, port, security, limits and quirks; explicit opt
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import ssl
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +45,61 @@ class SideOptions:
     interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
 
 
+class Connector:
+    """An endpoint factory whose first endpoint can be opened ahead of time.
+
+    ``warm()`` starts opening the first endpoint (connect, TLS, login) in a thread while the
+    caller does other work: the CLI imports the engine meanwhile, and a re-run with nothing to
+    copy is mostly start-up and two logins. The first call takes that endpoint (or raises what
+    opening it raised); every other call opens a new one.
+    """
+
+    def __init__(self, open_endpoint: Callable[[], Endpoint]) -> None:
+        self._open = open_endpoint
+        self._lock = threading.Lock()
+        self._opening: threading.Thread | None = None
+        self._first: Endpoint | BaseException | None = None
+
+    def warm(self) -> None:
+        with self._lock:
+            if self._opening is None:
+                self._opening = threading.Thread(target=self._open_first, name="connect-ahead", daemon=True)
+                self._opening.start()
+
+    def _open_first(self) -> None:
+        try:
+            self._first = self._open()
+        except BaseException as exc:  # noqa: BLE001 - raised by the call that takes it
+            self._first = exc
+
+    def _take(self) -> Endpoint | BaseException | None:
+        with self._lock:
+            opening, self._opening = self._opening, None
+        if opening is None:
+            return None
+        opening.join()
+        first, self._first = self._first, None
+        return first
+
+    def __call__(self) -> Endpoint:
+        first = self._take()
+        if isinstance(first, BaseException):
+            raise first
+        return first if first is not None else self._open()
+
+    def discard(self) -> None:
+        """Close an endpoint opened ahead but never taken (the job ended before it connected)."""
+        first = self._take()
+        if first is not None and not isinstance(first, BaseException):
+            with contextlib.suppress(Exception):  # closing a connection nobody used
+                first.close()
+
+
 @dataclass
 class Side:
     label: str
     email: str | None
-    factory: Callable[[], Endpoint]
+    factory: Connector
     provider: str | None = None
     connection_cap: int | None = None
     append_limit: int | None = None
@@ -124,14 +176,14 @@ def build_side(o: SideOptions) -> Side:
     if o.ca_file:
         _check_ca_file(o.ca_file, f"{flag}-ca-file")
 
-    def factory() -> Endpoint:
+    def open_imap() -> Endpoint:
         from .imap import connect
         return connect(account)
 
     hooks = None
     if preset is not None:
         hooks = providers.hooks_for(preset)
-    return Side(label=account.label, email=o.email, factory=factory, provider=preset.name if preset else None,
+    return Side(label=account.label, email=o.email, factory=Connector(open_imap), provider=preset.name if preset else None,
                 connection_cap=preset.quirks.max_connections if preset else None,
                 append_limit=preset.quirks.append_limit if preset else None, hooks=hooks,
                 special_folders=dict(preset.special_folders) if preset else {},
@@ -170,7 +222,7 @@ def _local_side(o: SideOptions) -> Side:
             raise UsageError(f"--source-maildir {store.path} is not a directory",
                              hint="give the Maildir folder (the one holding cur/, new/, tmp/)")
 
-        def factory() -> Endpoint:
+        def open_local() -> Endpoint:
             from .local.maildir import MaildirEndpoint
             return MaildirEndpoint(store.path, create=o.role == "target")
     else:
@@ -180,8 +232,8 @@ def _local_side(o: SideOptions) -> Side:
             raise UsageError(f"--source-mbox {store.path} does not exist",
                              hint="give an mbox file or a folder of mbox files")
 
-        def factory() -> Endpoint:
+        def open_local() -> Endpoint:
             from .local.mbox import MboxEndpoint
             return MboxEndpoint(store.path)
-    return Side(label=store.label, email=o.email, factory=factory)
+    return Side(label=store.label, email=o.email, factory=Connector(open_local))
 

@@ -31,7 +31,6 @@ from ..errors import (
     ExitCode,
     FatalError,
     FolderRefused,
-    MessageError,
     MigrateError,
     RetryableError,
     Throttled,
@@ -137,6 +136,33 @@ class _Conns:
         if self._dst is None:
             self._dst = self.spec.dst_factory()
         return self._dst
+
+    def both(self) -> tuple[Endpoint, Endpoint]:
+        """Open both sides at once: each login is several round trips the other need not wait for
+        (a re-run with nothing to copy is mostly these). A source failure is reported first."""
+        if self._src is not None or self._dst is not None:
+            return self.src(), self.dst()
+        failed: list[BaseException] = []
+
+        def open_source() -> None:
+            try:
+                self.src()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failed.append(exc)
+
+        opener = threading.Thread(target=open_source, name="connect-source", daemon=True)
+        opener.start()
+        try:
+            self.dst()
+        except BaseException:
+            opener.join()
+            if failed:
+                raise failed[0] from None
+            raise
+        opener.join()
+        if failed:
+            raise failed[0]
+        return self.src(), self.dst()
 
     def reset(self) -> None:
         for ep in (self._src, self._dst):
@@ -248,7 +274,7 @@ class Job:
         if journal is not None and run_id is not None:
             with contextlib.suppress(Exception):
                 journal.set_progress(run_id, self.progress.snapshot())
-            journal.finish_run(self.spec.job_id, run_id, r.status, r.model_dump_json())
+            journal.finish_run(self.spec.job_id, run_id, r.status, r.to_json())
         return r
 
     # --- planning -------------------------------------------------------------------------
@@ -309,17 +335,13 @@ class Job:
         for attempt in range(self.spec.retries + 1):
             conns = _Conns(self.spec)
             try:
-                src, dst = conns.src(), conns.dst()
+                src, dst = conns.both()
                 plan = self._create_folders(dst, self._plan(src, dst))
                 limit = dst.capabilities().append_limit
                 if self.spec.append_limit:
                     limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
                 self._append_limit = limit
-                statuses: dict[str, FolderStatus] = {}
-                for m in plan.mappings:
-                    if m.target is not None and m.selectable:
-                        with contextlib.suppress(MessageError, FolderRefused):
-                            statuses[m.source] = src.status(m.source)
+                statuses = src.statuses([m.source for m in plan.mappings if m.target is not None and m.selectable])
                 return plan, statuses
             except (RetryableError, ConnectFailed) as exc:
                 if (isinstance(exc, ConnectFailed) and attempt == 0) or attempt >= self.spec.retries:

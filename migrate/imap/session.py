@@ -17,6 +17,7 @@ from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 
 from ..accounts import ImapAccount, Secret
+from ..endpoint import statuses_one_by_one
 from ..errors import AuthFailed, ConnectionLost, FolderRefused, MigrateError, OverQuota, Throttled
 from ..models import (
     NON_COPYABLE_FLAGS,
@@ -267,6 +268,24 @@ class ImapEndpoint:
         resp = self._select(folder, writable=False, fresh=True)
         return FolderStatus(uidvalidity=int(resp[b"UIDVALIDITY"]), uidnext=int(resp.get(b"UIDNEXT", 0)),
                             exists=int(resp.get(b"EXISTS", 0)), highestmodseq=_int(resp.get(b"HIGHESTMODSEQ")))
+
+    def statuses(self, folders: Sequence[str]) -> dict[str, FolderStatus]:
+        """Several folders' status: one LIST-STATUS command (RFC 5819) where the server offers it,
+        else an EXAMINE each. A folder that is gone or refused is left out."""
+        self._c()
+        assert self._caps is not None
+        out: dict[str, FolderStatus] = {}
+        if "LIST-STATUS" in self._caps.raw and folders:
+            items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if self._caps.condstore else [])
+            listed = self._run("LIST-STATUS", wire.list_status, self._c(), items)
+            for name in folders:
+                st = listed.get(name)
+                if st is not None and b"UIDVALIDITY" in st:
+                    out[name] = FolderStatus(uidvalidity=st[b"UIDVALIDITY"], uidnext=st.get(b"UIDNEXT", 0),
+                                             exists=st.get(b"MESSAGES", 0), highestmodseq=st.get(b"HIGHESTMODSEQ"))
+        # What LIST-STATUS did not report (or all of them), the classic way.
+        out.update(statuses_one_by_one(self, [name for name in folders if name not in out]))
+        return out
 
     # --- reading ----------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 from imapclient.datetime_util import datetime_to_INTERNALDATE
+from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.response_parser import parse_response
 
 from ..accounts import ImapAccount
 from ..errors import AuthFailed, ConnectionLost, MigrateError, TlsFailed
@@ -199,6 +201,29 @@ def list_with_special_use(client: IMAPClient) -> list[tuple[tuple[bytes, ...], b
     client._checkok("list", typ, dat)
     typ, dat = imap._untagged_response(typ, dat, "LIST")
     return client._proc_folder_list(dat)
+
+
+def list_status(client: IMAPClient, items: Sequence[str]) -> dict[str, dict[bytes, int]]:
+    """``LIST "" "*" RETURN (STATUS (...))`` (RFC 5819): every folder's status in one command
+    instead of one EXAMINE per folder. Folder names decoded like imapclient's own LIST."""
+    imap = client._imap
+    typ, dat = imap._simple_command("LIST", '""', '"*"', f"RETURN (STATUS ({' '.join(items)}))")
+    client._checkok("list", typ, dat)
+    imap._untagged_response(typ, dat, "LIST")  # the LIST lines: not needed here
+    raw = [x for x in imap.untagged_responses.pop("STATUS", []) if x not in (b"", None)]
+    out: dict[str, dict[bytes, int]] = {}
+    parsed = parse_response(raw) if raw else ()
+    for i in range(0, len(parsed) - 1, 2):
+        name, values = parsed[i], parsed[i + 1]
+        if isinstance(name, int):
+            name = str(name)
+        elif client.folder_encode:
+            name = decode_utf7(name)
+        elif isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        out[name] = {bytes(k).upper(): v for k, v in zip(values[::2], values[1::2], strict=False)
+                     if isinstance(v, int)}
+    return out
 
 
 def fetch_key(data: dict[bytes, object], prefix: bytes) -> bytes | None:

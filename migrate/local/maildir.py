@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..endpoint import statuses_one_by_one
 from ..errors import FatalError, FolderRefused, MessageError, OverQuota, UsageError
 from ..models import (
     AppendItem,
@@ -161,6 +162,9 @@ class MaildirEndpoint:
     def status(self, folder: str) -> FolderStatus:
         st = self._synced(folder)
         return FolderStatus(uidvalidity=st.uids.uidvalidity, uidnext=st.uids.uidnext, exists=len(st.order))
+
+    def statuses(self, folders: Sequence[str]) -> dict[str, FolderStatus]:
+        return statuses_one_by_one(self, folders)
 
     def fetch_meta(self, folder: str, uids: Sequence[int] | None = None, *,
                    changed_since: int | None = None, with_keys: bool = True) -> Iterator[MessageMeta]:

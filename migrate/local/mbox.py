@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ..endpoint import statuses_one_by_one
 from ..errors import FolderRefused, UsageError
 from ..models import (
     AppendItem,
@@ -239,6 +240,9 @@ class MboxEndpoint:
         _, idx = self._index(folder)
         n = len(idx.starts)
         return FolderStatus(uidvalidity=idx.uidvalidity, uidnext=n + 1, exists=n)
+
+    def statuses(self, folders: Sequence[str]) -> dict[str, FolderStatus]:
+        return statuses_one_by_one(self, folders)
 
     def fetch_meta(self, folder: str, uids: Sequence[int] | None = None, *,
                    changed_since: int | None = None, with_keys: bool = True) -> Iterator[MessageMeta]:
