@@ -54,3 +54,7 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
     fi
     echo "$want" > .venv/.installed
 fi
+# Byte-compile our own modules (pip does it for installed packages, not for an editable
+# checkout): where PYTHONDONTWRITEBYTECODE is set, every run would otherwise re-compile them,
+# 30 ms of a 0.2 s re-run. Quick when nothing changed.
+.venv/bin/python -m compileall -q cli.py migrate >/dev/null
