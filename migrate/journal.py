@@ -288,10 +288,14 @@ class Journal:
 
     # --- messages -------------------------------------------------------------------------
 
-    def messages(self, job_id: str, source_folder: str, uidvalidity: int) -> dict[int, MessageRecord]:
+    def messages(self, job_id: str, source_folder: str, uidvalidity: int,
+                 uid_range: tuple[int, int] | None = None) -> dict[int, MessageRecord]:
+        """What the journal knows of a folder's messages (only UIDs in ``uid_range``, if given)."""
+        lo, hi = uid_range or (0, 1 << 32)
         rows = self.conn.execute(
             "SELECT uid, key, flags, state, ledger_id, reason FROM messages"
-            " WHERE job_id=? AND source_folder=? AND uidvalidity=?", (job_id, source_folder, uidvalidity))
+            " WHERE job_id=? AND source_folder=? AND uidvalidity=? AND uid BETWEEN ? AND ?",
+            (job_id, source_folder, uidvalidity, lo, hi))
         return {r[0]: MessageRecord(r[0], r[1], tuple(json.loads(r[2] or "[]")), r[3], r[4], r[5])
                 for r in rows}
 

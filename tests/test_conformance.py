@@ -426,6 +426,7 @@ def test_import_as_target(dovecot, tmp, name):
     assert run.report.exit_code == 1, run.report.error  # partial: the one message over the limit
     (failure,) = run.report.failures()
     assert failure.folder == "Big" and failure.size == len(BIG)
+    assert (failure.subject, failure.message_id) == ("too big", "m900@example.test")  # named, never fetched
     assert f"too big: {len(BIG)} bytes, the target accepts at most {TEST_LIMIT}" in failure.reason
     for source, target in run.mapped().items():
         if target is None:
@@ -433,7 +434,7 @@ def test_import_as_target(dovecot, tmp, name):
         assert snapshot(run.target, target) == _quirked(preset, snapshot(run.source, source)), source
     assert run.again.totals.copied == 0
     assert run.again.totals.skipped_duplicates == 12 and run.again.totals.failed == 1  # still too big
-    assert {(f.folder, f.size) for f in run.again.failures()} == {("Big", len(BIG))}
+    assert {(f.folder, f.size, f.subject) for f in run.again.failures()} == {("Big", len(BIG), "too big")}
     for source, target in run.mapped().items():  # nothing doubled by the re-run
         if target is not None:
             assert snapshot(run.target, target) == _quirked(preset, snapshot(run.source, source)), source

@@ -31,12 +31,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..dedupe.keys import key_of, message_id_of, subject_of
+from ..dedupe.keys import key_of, message_id_of, split_raw, subject_of
 from ..dedupe.ledger import Ledger, plan_copies
 from ..endpoint import Endpoint
 from ..journal import FolderRecord, Journal, MessageRecord, OwnerLock, folder_lock, owner_alive
 from ..models import NON_COPYABLE_FLAGS, AppendItem, FolderStatus, MessageMeta, RawMessage
 from ..report import Failure, FolderReport
+from .memory import give_back_free_memory
 from .progress import Progress
 
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
@@ -63,9 +64,12 @@ class ByteBudget:
     not depend on how many big messages happen to be in flight at once. A message bigger than the
     whole budget still goes, alone."""
 
+    TRIM_EVERY = 32_000_000  # bytes released between two give_back_free_memory() calls
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self._released = 0
         self._cond = threading.Condition()
 
     def acquire(self, n: int) -> None:
@@ -77,11 +81,33 @@ class ByteBudget:
     def release(self, n: int) -> None:
         with self._cond:
             self.used -= n
+            self._released += n
+            trim = self._released >= self.TRIM_EVERY
+            if trim:
+                self._released = 0
             self._cond.notify_all()
+        if trim:  # outside the lock: the other workers go on meanwhile
+            give_back_free_memory()
 
 
 class Cancelled(Exception):
     """The job was asked to stop; everything done so far is committed."""
+
+
+def _slim(m: MessageMeta, append_limit: int | None) -> MessageMeta:
+    """What copying needs of a message once it is keyed: UID, size, flags. The identifying header
+    (a few hundred bytes) stays only where the message may fail without ever being fetched (too
+    big for the target), so that the report can still name it."""
+    if append_limit and m.size > append_limit:
+        return m
+    return MessageMeta(uid=m.uid, size=m.size, flags=m.flags, internaldate=None)
+
+
+def _identified(m: MessageMeta, body: bytes | None) -> MessageMeta:
+    """``m`` with its identifying header: kept by the scan, or taken from the fetched body."""
+    if m.header or not body:
+        return m
+    return MessageMeta(uid=m.uid, size=m.size, flags=m.flags, internaldate=None, header=split_raw(body)[0])
 
 
 def _batches(metas: Sequence[MessageMeta], max_bytes: int, max_count: int) -> Iterator[list[MessageMeta]]:
@@ -231,7 +257,14 @@ class FolderSync:
                                                        st.exists, st.highestmodseq, False))
         # A folder the journal knows nothing of (a first run) is read in one pass with its keys;
         # otherwise list it cheaply and fetch identifying headers only for the new messages.
-        sc.metas = {m.uid: m for m in self.src.fetch_meta(self.source, None, with_keys=not known)}
+        # Each message is keyed as it arrives and kept slim (see _slim): the scan holds a whole
+        # folder's messages, so every byte kept per message counts.
+        limit = self.s.append_limit
+        sc.metas = {}
+        for m in self.src.fetch_meta(self.source, None, with_keys=not known):
+            if not known:
+                sc.keys[m.uid] = key_of(m)
+            sc.metas[m.uid] = _slim(m, limit)
         self.progress.folder_total(self.source, len(sc.metas))
         self._sync_flags([m for m in sc.metas.values() if m.uid in known], known, st.uidvalidity)
         new_uids = [u for u in sc.metas if u not in known]
@@ -239,9 +272,9 @@ class FolderSync:
         keyed = new_uids + [u for u in sc.metas if u in known and known[u].state == "failed"]
         if known and keyed:
             for m in self.src.fetch_meta(self.source, keyed, with_keys=True):
-                sc.metas[m.uid] = m
-        for uid in new_uids:
-            sc.keys[uid] = key_of(sc.metas[uid])
+                if m.uid not in known:
+                    sc.keys[m.uid] = key_of(m)
+                sc.metas[m.uid] = _slim(m, limit)
         for uid, k in known.items():
             if uid in sc.metas:
                 sc.keys[uid] = k.key
@@ -261,7 +294,7 @@ class FolderSync:
             self.r.skipped_duplicates += sc.settled
             self.progress.count(self.source, duplicates=sc.settled)
         # A retry of this part: what an earlier attempt settled is in the journal now.
-        known = self.j.messages(self.s.job_id, self.source, uidvalidity)
+        known = self.j.messages(self.s.job_id, self.source, uidvalidity, uid_range=(share[0], share[-1])) if share else {}
         share = [u for u in share if u not in known or known[u].state == "failed"]
         excluded: set[str] = self.s.exclude_keys() if self.s.exclude_keys else set()
         for i in range(0, len(share), self.s.chunk):
@@ -380,7 +413,10 @@ class FolderSync:
                 for size in held.values():
                     budget.release(size)
 
-    def _fail(self, m: MessageMeta, reason: str) -> None:
+    def _fail(self, m: MessageMeta, reason: str, body: bytes | None = None) -> None:
+        """Record a failed message; its Message-ID and subject come from the scan (kept for
+        messages that can fail unfetched) or from the body the target refused."""
+        m = _identified(m, body)
         self.r.failed += 1
         self.r.failures.append(Failure(folder=self.source, uid=m.uid, message_id=message_id_of(m),
                                        subject=subject_of(m), size=m.size, reason=reason))
@@ -423,7 +459,7 @@ class FolderSync:
                     self.ledger.release(claims[m.uid])
                     reason = res.error or "refused by the target"
                     rows.append((m.uid, keys[m.uid], tuple(raw.flags), "failed", None, reason, len(item.body)))
-                    self._fail(m, reason)
+                    self._fail(m, reason, raw.body)
             self.j.record_messages(job, self.source, uidvalidity, rows)
         self.r.copied += copied
         self.r.bytes += nbytes

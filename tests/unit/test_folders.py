@@ -529,3 +529,24 @@ def test_random_trees_properties(tree):
         cut = t.rfind(d)
         if cut > 0 and t[:cut] in pos:
             assert pos[t[:cut]] < i
+
+
+# --- what the scan keeps per message ------------------------------------------------------
+
+def test_scan_keeps_headers_only_where_a_failure_may_need_them() -> None:
+    from migrate.dedupe.keys import message_id_of, subject_of
+    from migrate.engine.folder_sync import _identified, _slim
+    from migrate.models import MessageMeta
+
+    head = b"Message-ID: <a@x>\r\nSubject: Quartalszahlen\r\n"
+    small = MessageMeta(uid=1, size=500, flags=("\\Seen",), internaldate=None, header=head, text_head=b"t")
+    big = MessageMeta(uid=2, size=5000, flags=(), internaldate=None, header=head)
+    slim = _slim(small, append_limit=1000)
+    assert (slim.uid, slim.size, slim.flags, slim.header, slim.text_head) == (1, 500, ("\\Seen",), b"", None)
+    assert _slim(big, append_limit=1000) is big  # too big: may fail unfetched, keeps its name
+    assert _slim(small, append_limit=None).header == b""
+    # a refused APPEND: the name comes from the body the target refused
+    body = b"Message-ID: <a@x>\r\nFrom: b@y\r\nSubject: Quartalszahlen\r\n\r\ntext\r\n"
+    named = _identified(slim, body)
+    assert (message_id_of(named), subject_of(named), named.uid, named.size) == ("a@x", "Quartalszahlen", 1, 500)
+    assert _identified(slim, None) is slim and _identified(big, body) is big
