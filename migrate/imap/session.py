@@ -326,13 +326,13 @@ class ImapEndpoint:
         for start in range(0, len(wanted), META_BATCH):
             batch = wanted[start:start + META_BATCH]
             self._select(folder, writable=False)  # the caller may have used us between batches
-            got = self._run(f"UID FETCH meta {folder!r}", c.fetch, batch, items, modifiers)
+            got = self._run(f"UID FETCH meta {folder!r}", wire.uid_fetch, c, batch, items, modifiers)
             heads: dict[int, bytes] = {}
             if with_keys:
                 no_id = [u for u in sorted(got) if not _MESSAGE_ID.search(
                     wire.fetch_key(got[u], b"BODY[HEADER.FIELDS") or b"")]
                 if no_id:
-                    text = self._run(f"UID FETCH text {folder!r}", c.fetch, no_id,
+                    text = self._run(f"UID FETCH text {folder!r}", wire.uid_fetch, c, no_id,
                                      [f"BODY.PEEK[TEXT]<0.{TEXT_HEAD}>"])
                     heads = {u: wire.fetch_key(d, b"BODY[TEXT]") or b"" for u, d in text.items()}
             for uid in sorted(got):
@@ -349,7 +349,7 @@ class ImapEndpoint:
         for start in range(0, len(wanted), BODY_BATCH):
             batch = wanted[start:start + BODY_BATCH]
             self._select(folder, writable=False)
-            got = self._run(f"UID FETCH body {folder!r}", c.fetch, batch,
+            got = self._run(f"UID FETCH body {folder!r}", wire.uid_fetch, c, batch,
                             ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
             for uid in sorted(got):
                 d = got[uid]

@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.imap_utf7 import decode as decode_utf7
-from imapclient.response_parser import parse_response
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
+from imapclient.response_parser import parse_fetch_response, parse_response
 
 from ..accounts import ImapAccount
 from ..errors import AuthFailed, ConnectionLost, MigrateError, TlsFailed
@@ -224,6 +226,148 @@ def list_status(client: IMAPClient, items: Sequence[str]) -> dict[str, dict[byte
         out[name] = {bytes(k).upper(): v for k, v in zip(values[::2], values[1::2], strict=False)
                      if isinstance(v, int)}
     return out
+
+
+# --- UID FETCH with a fast response parser ----------------------------------------------------
+# imapclient's generic parser tokenizes FETCH answers character by character in Python: 46 us a
+# message for our metadata FETCH, the largest CPU cost of a whole copy. The answers we ask for
+# have a simple shape (numbers, flag lists, a quoted date, one literal), which the tokenizer below
+# reads ~8x faster. Anything it does not fully understand goes to imapclient's parser instead.
+
+_FETCH_TOKEN = re.compile(
+    rb' *(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(\{\d+\+?\}$)|'
+    rb'([^ ()"{}\[\]]+(?:\[[^\]]*\](?:<\d+(?:\.\d+)?>)?)?))')
+_INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
+_MONTHS = {m: i for i, m in enumerate((b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep",
+                                        b"oct", b"nov", b"dec"), 1)}
+
+
+class _Unparsed(Exception):
+    """The fast parser met something it does not handle: use imapclient's."""
+
+
+@lru_cache(maxsize=64)
+def _zone(sign: bytes, hours: int, minutes: int) -> timezone:
+    offset = timedelta(hours=hours, minutes=minutes)
+    return timezone(-offset if sign == b"-" else offset)
+
+
+def parse_internaldate(value: bytes) -> datetime:
+    """``"01-Jan-2024 10:00:00 +0100"`` -> an aware datetime (same instant, same offset)."""
+    m = _INTERNALDATE.fullmatch(value)
+    month = _MONTHS.get(m.group(2).lower()) if m else None
+    if m is None or month is None:
+        raise _Unparsed(value)
+    day, _, year, hh, mi, ss, sign, zh, zm = m.groups()
+    return datetime(int(year), month, int(day), int(hh), int(mi), int(ss),
+                    tzinfo=_zone(sign, int(zh), int(zm)))
+
+
+def _tokens(data: Sequence[bytes | tuple[bytes, bytes] | None]) -> Iterator[object]:
+    """Tokens of imaplib's untagged FETCH data: b"(" / b")" markers, ints, bytes (atoms, quoted
+    strings, literals), None for NIL. Literals arrive from imaplib as (line, literal) pairs."""
+    for item in data:
+        if item is None or item == b"":
+            continue
+        if isinstance(item, tuple):
+            text, literal = item
+        else:
+            text, literal = item, None
+        pos, end = 0, len(text)
+        while pos < end:
+            m = _FETCH_TOKEN.match(text, pos)
+            if m is None or m.end() == pos:
+                if text[pos:].strip():
+                    raise _Unparsed(text[pos:pos + 40])
+                break
+            pos = m.end()
+            opened, closed, quoted, marker, atom = m.groups()
+            if opened:
+                yield b"("
+            elif closed:
+                yield b")"
+            elif quoted is not None:
+                if b"\\" in quoted:
+                    quoted = re.sub(rb"\\(.)", rb"\1", quoted)
+                yield ("q", quoted)
+            elif marker:
+                if literal is None or pos != end:
+                    raise _Unparsed(marker)
+                yield ("q", literal)
+                literal = None
+            elif atom is not None:
+                if atom.isdigit():
+                    yield int(atom)
+                elif atom.upper() == b"NIL":
+                    yield None
+                else:
+                    yield atom
+        if literal is not None:
+            raise _Unparsed(b"literal without a marker")
+
+
+def parse_fetch(data: Sequence[bytes | tuple[bytes, bytes] | None]) -> dict[int, dict[bytes, object]]:
+    """UID -> {item name (upper case): value}, like imapclient's ``fetch`` (INTERNALDATE as an
+    aware datetime, FLAGS and MODSEQ as tuples). Raises ``_Unparsed`` on any other shape."""
+    out: dict[int, dict[bytes, object]] = {}
+    tokens = _tokens(data)
+    for seq in tokens:
+        if not isinstance(seq, int) or next(tokens, None) != b"(":
+            raise _Unparsed(repr(seq).encode())
+        msg: dict[bytes, object] = {b"SEQ": seq}
+        while True:
+            name = next(tokens, None)
+            if name == b")":
+                break
+            if not isinstance(name, bytes) or name == b"(":
+                raise _Unparsed(repr(name).encode())
+            value = next(tokens, None)
+            if value == b"(":  # a flat list: FLAGS (...), MODSEQ (n)
+                items: list[object] = []
+                for tok in tokens:
+                    if tok == b")":
+                        break
+                    if tok == b"(" or isinstance(tok, tuple):
+                        raise _Unparsed(name)  # nested (BODYSTRUCTURE, ENVELOPE): not ours
+                    items.append(tok)
+                else:
+                    raise _Unparsed(b"unclosed list")
+                value = tuple(items)
+            elif value == b")":
+                raise _Unparsed(name)
+            elif isinstance(value, tuple):
+                value = value[1]
+            key = name.upper()
+            if key == b"INTERNALDATE":
+                if not isinstance(value, bytes):
+                    raise _Unparsed(key)
+                value = parse_internaldate(value)
+            msg[key] = value
+        uid = msg.pop(b"UID", None)  # the key, not an item (as imapclient does)
+        if isinstance(uid, int):  # a FETCH without UID is an unsolicited flag update: not asked for
+            out.setdefault(uid, {}).update(msg)
+    return out
+
+
+def uid_fetch(client: IMAPClient, uids: Sequence[int], items: Sequence[str],
+              modifiers: Sequence[str] | None = None) -> dict[int, dict[bytes, object]]:
+    """``IMAPClient.fetch`` (UID mode) with the fast parser; same result for the same answer."""
+    if not uids:
+        return {}
+    imap = client._imap
+    args = ["FETCH", join_message_ids(uids), seq_to_parenstr_upper(list(items))]
+    if modifiers:
+        args.append(seq_to_parenstr_upper(list(modifiers)))
+    tag = imap._command("UID", *args)
+    typ, data = imap._command_complete("FETCH", tag)
+    client._checkok("fetch", typ, data)
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    try:
+        parsed = parse_fetch(data)
+    except (_Unparsed, StopIteration, ValueError):
+        parsed = {k: dict(v) for k, v in parse_fetch_response(data, False, True).items()}  # type: ignore[misc]
+    wanted = set(uids)
+    return {uid: v for uid, v in parsed.items() if uid in wanted}
 
 
 def fetch_key(data: dict[bytes, object], prefix: bytes) -> bytes | None:
