@@ -457,8 +457,10 @@ def _click_exception() -> type[Exception]:
 
 def main() -> None:
     gc.disable()  # until the command's imports are done: see _started
-    atexit.register(_skip_teardown)  # registered first, so it runs after every other exit handler
+    if os.path.basename(sys.argv[0]) in ("mailmigrate", "cli.py"):  # the program, not a caller's process
+        atexit.register(_skip_teardown)  # registered first, so it runs after every other exit handler
     code = _run()
+    gc.enable()
     _exit_code.append(code)
     sys.exit(code)
 
