@@ -8,6 +8,7 @@ they can never leak into a message, a log line, the journal or a report.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,3 +116,13 @@ class LocalStore:
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.path}"
+
+
+def tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
+    """Verify certificate and host name (against ``ca_file`` if given) unless the user
+    explicitly chose --insecure. Used for IMAP and SMTP alike."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
+from .errors import FolderRefused, MessageError
 from .models import (
     AppendItem,
     AppendResult,
@@ -82,8 +83,6 @@ class Endpoint(Protocol):
 
 def statuses_one_by_one(endpoint: Endpoint, folders: Sequence[str]) -> dict[str, FolderStatus]:
     """``Endpoint.statuses`` for stores with no bulk command: ``status`` of each folder."""
-    from .errors import FolderRefused, MessageError
-
     out: dict[str, FolderStatus] = {}
     for name in folders:
         try:

@@ -343,9 +343,7 @@ def folder_lock(journal_path: Path, target_folder: str) -> Iterator[None]:
     that two sources importing into one target never both decide "missing" for one message.
     """
     digest = hashlib.sha1(target_folder.encode()).hexdigest()[:16]
-    lock_dir = journal_path.parent / (journal_path.name + ".locks")
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = lock_dir / f"{digest}.lock"
+    lock_path = lock_dir(journal_path) / f"{digest}.lock"
     with _thread_locks_guard:
         tlock = _thread_locks.setdefault(str(lock_path), threading.Lock())
     with tlock:
@@ -364,8 +362,7 @@ class OwnerLock:
     died or gave up (verify them against the target)."""
 
     def __init__(self, journal_path: Path) -> None:
-        self.dir = journal_path.parent / (journal_path.name + ".locks")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = lock_dir(journal_path)
         self.token = f"{os.getpid()}-{os.urandom(6).hex()}"
         self.path = self.dir / f"owner-{self.token}.lock"
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -386,10 +383,16 @@ class OwnerLock:
         self.release()
 
 
-def owner_alive(journal_path: Path, token: str | None) -> bool:
-    if not token:
-        return False
-    path = journal_path.parent / (journal_path.name + ".locks") / f"owner-{token}.lock"
+def lock_dir(journal_path: Path, *, create: bool = True) -> Path:
+    """The folder of lock files beside a journal (created unless only probing)."""
+    path = journal_path.parent / (journal_path.name + ".locks")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _held(path: Path) -> bool:
+    """Does a live process hold the flock on ``path``? (A missing file: no.)"""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -400,20 +403,27 @@ def owner_alive(journal_path: Path, token: str | None) -> bool:
         return True
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
-        with contextlib.suppress(OSError):
-            path.unlink()
         return False
     finally:
         os.close(fd)
+
+
+def owner_alive(journal_path: Path, token: str | None) -> bool:
+    if not token:
+        return False
+    path = lock_dir(journal_path, create=False) / f"owner-{token}.lock"
+    if _held(path):
+        return True
+    with contextlib.suppress(OSError):  # its owner is gone: the file is litter
+        path.unlink()
+    return False
 
 
 class JobGuard:
     """Refuses a second concurrent run of the same job (``--detach`` or two terminals)."""
 
     def __init__(self, journal_path: Path, job_id: str) -> None:
-        lock_dir = journal_path.parent / (journal_path.name + ".locks")
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        self.path = lock_dir / f"job-{job_id}.lock"
+        self.path = lock_dir(journal_path) / f"job-{job_id}.lock"
         self.fd: int | None = None
         self.job_id = job_id
 
@@ -437,16 +447,4 @@ class JobGuard:
 
     @staticmethod
     def is_running(journal_path: Path, job_id: str) -> bool:
-        path = journal_path.parent / (journal_path.name + ".locks") / f"job-{job_id}.lock"
-        if not path.exists():
-            return False
-        fd = os.open(path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        return _held(lock_dir(journal_path, create=False) / f"job-{job_id}.lock")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .accounts import ImapAccount, LocalStore, Secret, TokenProvider, resolve_secret
+from .accounts import ImapAccount, LocalStore, Secret, TokenProvider, resolve_secret, tls_context
 from .endpoint import Endpoint
 from .errors import UsageError
 
@@ -200,7 +200,7 @@ def _check_ca_file(path: str, flag: str) -> None:
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a directory", hint=hint)
     try:
-        ssl.create_default_context(cafile=path)
+        tls_context(path, insecure=False)
     except (ssl.SSLError, OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
         raise UsageError(f"{flag} {path} is not a usable CA certificate ({reason})", hint=hint) from None

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import threading
 import unicodedata
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -67,21 +67,19 @@ def progress_line(snap: dict[str, object]) -> Text:
 
 
 @contextmanager
-def live_progress(progress: Progress, enabled: bool) -> Iterator[None]:
+def live(render: Callable[[], Any], enabled: bool) -> Iterator[None]:
+    """Redraw ``render()`` on stderr four times a second while the block runs; nothing (and no
+    rich import) when disabled or when stderr is not a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield
         return
     from rich.live import Live
 
-    err = _console(True)
-    if not err.is_terminal:
-        yield
-        return
     stop = threading.Event()
-    with Live(progress_line(progress.snapshot()), console=err, refresh_per_second=4, transient=True) as live:
+    with Live(render(), console=_console(True), refresh_per_second=4, transient=True) as screen:
         def loop() -> None:
             while not stop.wait(0.25):
-                live.update(progress_line(progress.snapshot()))
+                screen.update(render())
         th = threading.Thread(target=loop, daemon=True)
         th.start()
         try:
@@ -89,6 +87,10 @@ def live_progress(progress: Progress, enabled: bool) -> Iterator[None]:
         finally:
             stop.set()
             th.join()
+
+
+def live_progress(progress: Progress, enabled: bool) -> AbstractContextManager[None]:
+    return live(lambda: progress_line(progress.snapshot()), enabled)
 
 
 def _summary_title(report: JobReport) -> str:

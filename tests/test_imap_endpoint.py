@@ -3,6 +3,7 @@ folder names, byte-exact APPEND/FETCH, flags, INTERNALDATE, MULTIAPPEND, quota, 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -21,6 +22,7 @@ from migrate.errors import (
 )
 from migrate.imap import ImapEndpoint, classify, connect
 from migrate.models import AppendItem
+from tests.support.imap_proxy import ImapAnswerProxy
 from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.dovecot
@@ -351,3 +353,45 @@ def test_too_big_answers():
     assert isinstance(classify.append_refusal("NO [TOOBIG] message too large", "APPEND"), MessageTooBig)
     assert isinstance(classify.append_refusal("NO [LIMIT] Mail size is too big", "APPEND"), MessageTooBig)
     assert type(classify.append_refusal("NO [PARSE] bad message", "APPEND")).__name__ == "MessageError"
+
+
+@pytest.mark.parametrize("list_status", [True, False])
+def test_statuses_in_one_command_equal_examine_each(dovecot, new_user, list_status):
+    """LIST-STATUS (one command for every folder) gives exactly what EXAMINE gives per folder;
+    without it, each folder is examined. A folder that does not exist is left out."""
+    srv = dovecot("slash")
+    with connect(account(new_user(srv))) as e:
+        names = ["INBOX", "Entwürfe-Test", "R&D 🚀", "Parent/Kind/日本"]
+        for n in names[1:]:
+            e.create_folder(n)
+        for i, n in enumerate(names):
+            e.append(n, [AppendItem(msg(j), ("\\Seen",), None) for j in range(i + 1)])
+        assert "LIST-STATUS" in e.capabilities().raw
+        if not list_status:
+            e._caps = dataclasses.replace(e._caps, raw=e._caps.raw - {"LIST-STATUS"})
+        examined: list[str] = []
+        examine = e.status
+        e.status = lambda name: examined.append(name) or examine(name)  # type: ignore[method-assign]
+        got = e.statuses([*names, "Gone"])
+        assert set(got) == set(names)
+        # with LIST-STATUS only the folder it did not report is examined (and is gone)
+        assert examined == (["Gone"] if list_status else [*names, "Gone"])
+        e.status = examine  # type: ignore[method-assign]
+        for i, n in enumerate(names):
+            want = e.status(n)
+            assert got[n] == want and want.exists == i + 1 and want.highestmodseq is not None, n
+
+
+def test_select_told_already_exists_opens_again(dovecot, new_user):
+    """Dovecot 2.3 auto-creates special folders on first access; a parallel session of a fresh
+    account can be told "[ALREADYEXISTS]" when it opens one. The folder exists: open it again."""
+    user = new_user(dovecot("slash"))
+    with ImapAnswerProxy("127.0.0.1", user.server.port, watch=rb"^(SELECT|EXAMINE) ") as proxy:
+        proxy.answer(rb'^EXAMINE "?Junk', reply=b"NO [ALREADYEXISTS] Mailbox already exists.")
+        with connect(account(user, port=proxy.port)) as e:
+            assert e.status("Junk").exists == 0
+        assert proxy.fired == 1
+    with ImapAnswerProxy("127.0.0.1", user.server.port, watch=rb"^(SELECT|EXAMINE) ") as proxy:
+        proxy.answer(rb'^EXAMINE "?Nope', reply=b"NO Mailbox doesn't exist: Nope")
+        with connect(account(user, port=proxy.port)) as e, pytest.raises(FolderRefused, match="doesn't exist"):
+            e.status("Nope")  # any other refusal still stands

@@ -34,9 +34,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -447,28 +446,10 @@ def live_table(states: list[_Row]):  # type: ignore[no-untyped-def]
     return table
 
 
-@contextmanager
-def _live_table(states: list[_Row], *, enabled: bool) -> Iterator[None]:
-    from ..ui import err
+def _live_table(states: list[_Row], *, enabled: bool) -> AbstractContextManager[None]:
+    from ..ui import live
 
-    if not enabled or not err.is_terminal:
-        yield
-        return
-    from rich.live import Live
-
-    halt = threading.Event()
-    with Live(live_table(states), console=err, refresh_per_second=4, transient=True) as live:
-        def loop() -> None:
-            while not halt.wait(0.25):
-                live.update(live_table(states))
-
-        th = threading.Thread(target=loop, daemon=True)
-        th.start()
-        try:
-            yield
-        finally:
-            halt.set()
-            th.join()
+    return live(lambda: live_table(states), enabled)
 
 
 # --- final table (stdout) -----------------------------------------------------------------

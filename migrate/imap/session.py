@@ -264,6 +264,10 @@ class ImapEndpoint:
         c = self._c()
         self._selected = None
         resp = self._try(f"SELECT {folder!r}", c.select_folder, folder, readonly=not writable)
+        if isinstance(resp, str) and classify.already_exists(resp):
+            # Dovecot creates ``auto`` folders on first access; in a fresh account a parallel
+            # session can lose that race and hear "[ALREADYEXISTS]" for a folder that now exists.
+            resp = self._try(f"SELECT {folder!r}", c.select_folder, folder, readonly=not writable)
         if isinstance(resp, str):
             raise classify.select_refusal(resp, folder)
         self._selected, self._writable = folder, writable and b"READ-WRITE" in resp
@@ -280,12 +284,12 @@ class ImapEndpoint:
     def statuses(self, folders: Sequence[str]) -> dict[str, FolderStatus]:
         """Several folders' status: one LIST-STATUS command (RFC 5819) where the server offers it,
         else an EXAMINE each. A folder that is gone or refused is left out."""
-        self._c()
+        c = self._c()
         assert self._caps is not None
         out: dict[str, FolderStatus] = {}
         if "LIST-STATUS" in self._caps.raw and folders:
             items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if self._caps.condstore else [])
-            listed = self._run("LIST-STATUS", wire.list_status, self._c(), items)
+            listed = self._run("LIST-STATUS", wire.list_status, c, items)
             for name in folders:
                 st = listed.get(name)
                 if st is not None and b"UIDVALIDITY" in st:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -20,7 +19,7 @@ from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response, parse_response
 
-from ..accounts import ImapAccount
+from ..accounts import ImapAccount, tls_context
 from ..errors import AuthFailed, ConnectionLost, MigrateError, TlsFailed
 from . import classify
 
@@ -30,19 +29,10 @@ _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
 # --- connecting -------------------------------------------------------------------------
 
 
-def tls_context(account: ImapAccount) -> ssl.SSLContext:
-    """Verify certificate and host name unless the user explicitly chose --insecure."""
-    ctx = ssl.create_default_context(cafile=account.ca_file)
-    if account.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def open_client(account: ImapAccount) -> IMAPClient:
     """Connect (TLS per ``account.security``) and log in; raise classified errors only."""
     where = f"{account.host}:{account.port}"
-    ctx = tls_context(account) if account.security != "none" else None
+    ctx = tls_context(account.ca_file, account.insecure) if account.security != "none" else None
     try:
         client = IMAPClient(account.host, port=account.port, ssl=account.security == "ssl",
                             ssl_context=ctx, timeout=account.timeout)

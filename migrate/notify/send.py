@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Literal
 
-from migrate.accounts import Secret
+from migrate.accounts import Secret, tls_context
 from migrate.report import JobReport
 
 from . import NotifyFailed
@@ -43,14 +43,6 @@ class SmtpSettings:
         return f"{self.host}:{self.port}"
 
 
-def _ssl_context(s: SmtpSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=s.ca_file)
-    if s.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _answer(exc: smtplib.SMTPResponseException) -> str:
     err = exc.smtp_error
     text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
@@ -65,7 +57,7 @@ def send_mail(msg: EmailMessage, settings: SmtpSettings) -> None:
     if s.username and s.password is None and s.oauth_token is None:
         raise NotifyFailed(f"SMTP user {s.username} has no password", hint="give the SMTP password (env:NAME or file:PATH)")
     try:
-        ctx = _ssl_context(s) if s.security != "none" else None
+        ctx = tls_context(s.ca_file, s.insecure) if s.security != "none" else None
         if s.security == "ssl":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ctx)
         else:

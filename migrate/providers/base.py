@@ -117,14 +117,7 @@ def from_mapping(cls: type[Any], data: Mapping[str, Any], where: str = "") -> An
     missing = [n for n, f in known.items() if n not in data and f.default is MISSING and f.default_factory is MISSING]
     if missing:
         raise ValueError(f"missing key(s) {', '.join(prefix + k for k in missing)}")
-    hints = _hints(cls)
-    values = {k: from_mapping(hints[k], v, prefix + k) if isinstance(v, Mapping) and _is_dataclass(hints[k])
-              else v for k, v in data.items()}
-    return cls(**values)
-
-
-def _is_dataclass(hint: Any) -> bool:
-    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__")
+    return cls(**data)  # __post_init__ checks every value (and builds nested tables, see _checked)
 
 
 @dataclass(frozen=True, kw_only=True)
