@@ -106,3 +106,48 @@ def new_user(request):
 def mail_user(dovecot, new_user) -> User:
     """A fresh user on the shared default ("slash") server."""
     return new_user(dovecot("slash"))
+
+
+# --------------------------------------------------------------------------- Cyrus
+# Real Cyrus IMAP 3.6 (tests/servers/cyrus.py, unpacked by `scripts/setup.sh --cyrus`). Same
+# pattern as Dovecot: one instance per (flavor, options) per session, a fresh user per test:
+#     server = cyrus("slash"); bob = new_user(server); bob.save("INBOX", raw); bob.client()
+
+from tests.servers.cyrus import CyrusServer  # noqa: E402
+from tests.servers.cyrus import available as cyrus_available  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cyrus: needs real Cyrus IMAP instances (started by the fixture)")
+
+
+def _require_cyrus() -> None:
+    reason = cyrus_available()
+    if reason is None:
+        return
+    # CI unpacks Cyrus (MM_REQUIRE_CYRUS=1 in .ci/run): there a missing server is a broken setup.
+    if os.environ.get("MM_REQUIRE_CYRUS") == "1":
+        pytest.fail(f"real Cyrus required (MM_REQUIRE_CYRUS=1) but unusable: {reason}", pytrace=False)
+    pytest.skip(f"real Cyrus unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def cyrus():
+    """Factory: cyrus(flavor="dot", **opts) -> running CyrusServer ("dot": `.` separator,
+    "slash": `/`), one per (flavor, opts) per session; all stopped and deleted at session end.
+    Options: altnamespace (default True), extra_config (lines for imapd.conf)."""
+    servers: dict[tuple, CyrusServer] = {}
+
+    def get(flavor: str = "dot", **opts) -> CyrusServer:
+        _require_cyrus()
+        key = (flavor, tuple(sorted(opts.items())))
+        srv = servers.get(key)
+        if srv is None:
+            srv = servers[key] = CyrusServer(flavor, **opts).start()
+        elif not srv.running:  # a test stopped it: bring it back
+            srv.start()
+        return srv
+
+    yield get
+    for srv in servers.values():
+        srv.close()

@@ -1,0 +1,1 @@
+"""Real IMAP servers other than Dovecot for integration tests (see README.md here)."""
