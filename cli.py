@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from migrate.errors import ExitCode, MigrateError, UsageError, redact, register_secret
+from migrate.gate import WriteGate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Bulk mailbox migration: copy every folder and message from one account to another, "
@@ -86,7 +87,9 @@ def _rerun_command(argv: list[str]) -> str:
     return redact("mailmigrate " + " ".join(shlex.quote(a) for a in args))
 
 
-def _make_dir(folder: Path, flag: str, given: Path) -> None:
+def _make_dir(folder: Path, flag: str, given: Path, gate: WriteGate) -> None:
+    if folder.is_dir() or not gate.allow("file", folder):
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
@@ -110,14 +113,14 @@ def _check_journal(path: Path) -> None:
                          hint="pass --journal PATH of a journal written by 'mailmigrate import', or a new file name")
 
 
-def _check_output(path: Path | None, flag: str, example: str) -> None:
+def _check_output(path: Path | None, flag: str, example: str, gate: WriteGate) -> None:
     """Refuse an unusable --journal/--report path up front (exit 2), not after the whole copy."""
     if path is None:
         return
     path = path.expanduser()
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a directory", hint=f"give a file name, e.g. {flag} {path / example}")
-    _make_dir(path.parent, flag, path)
+    _make_dir(path.parent, flag, path, gate)
     if flag == "--journal" and path.is_file():
         _check_journal(path)
 
@@ -182,14 +185,15 @@ def import_(
     from migrate.sides import SideOptions, build_side
     from migrate.ui import print_summary
 
+    gate = WriteGate(open=not dry_run)  # every write of this job passes it (migrate/gate.py)
     try:
         if connections < 1 or connections > 32:
             raise UsageError(f"--connections {connections} is out of range", hint="use 1 to 32")
         if batch_size < 1:
             raise UsageError(f"--batch-size {batch_size} must be at least 1", hint="e.g. --batch-size 100")
-        if not dry_run:  # a dry run writes nothing anywhere, not even a folder
-            _check_output(journal, "--journal", "journal.sqlite")
-            _check_output(report, "--report", "report.json")
+        if gate.open:  # a dry run writes nothing anywhere, not even a folder
+            _check_output(journal, "--journal", "journal.sqlite", gate)
+            _check_output(report, "--report", "report.json", gate)
         if insecure:
             from migrate.ui import err
             err.print("[bold red]WARNING: --insecure: TLS certificates are NOT verified; anyone on the network "
@@ -208,7 +212,7 @@ def import_(
         sides = None
         if not detach:
             # Start both logins now: they run while the engine is imported below.
-            sides = (build_side(src), build_side(dst))
+            sides = (build_side(src, gate), build_side(dst, gate))
             for side in sides:
                 side.factory.warm()
         from migrate.api import ImportRequest, run_import
@@ -432,7 +436,7 @@ def demo(
 
     _started()
     try:
-        _make_dir(target_maildir.parent, "--target-maildir", target_maildir)
+        _make_dir(target_maildir.parent, "--target-maildir", target_maildir, WriteGate())
         src = SideOptions("source", maildir=sample_mailbox(), email="demo@example.org")
         dst = SideOptions("target", maildir=target_maildir, email="demo-copy@example.org")
         req = ImportRequest(source=src, target=dst, journal=journal or target_maildir.parent / "journal.sqlite",

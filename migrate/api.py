@@ -8,6 +8,7 @@ from pathlib import Path
 from .accounts import resolve_secret
 from .engine.job import Job, JobSpec
 from .engine.progress import Progress
+from .gate import WriteGate
 from .journal import default_journal_path, job_id_for
 from .notify.options import NotifyOptions
 from .report import JobReport
@@ -54,10 +55,13 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
     exclude = list(req.exclude) + list(getattr(src_quirks, "source_skip_folders", None) or [])
     rate = getattr(dst_quirks, "max_messages_per_second", None)
     batch_count = min(req.batch_count, max(1, int(rate))) if rate else req.batch_count
+    journal_path = (req.journal or default_journal_path(dst.label)).expanduser().resolve()
+    if src.uid_book is not None:  # a source Maildir keeps its UIDs in this job's journal
+        src.uid_book.journal_path = journal_path
     return JobSpec(
         source_label=src.label, target_label=dst.label, src_factory=src.factory, dst_factory=dst.factory,
         job_id=job_id_for(src.label, dst.label),
-        journal_path=(req.journal or default_journal_path(dst.label)).expanduser().resolve(),
+        journal_path=journal_path,
         source_email=src.email, target_email=dst.email, dry_run=req.dry_run, include=req.include,
         exclude=exclude, map_folder=req.map_folder, connections=connections, retries=req.retries,
         retry_base=req.retry_base, batch_bytes=req.batch_bytes, batch_count=batch_count, append_limit=dst.append_limit,
@@ -80,11 +84,20 @@ def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]
 
 def run_import(req: ImportRequest, progress: Progress | None = None,
                sides: tuple[Side, Side] | None = None) -> JobReport:
-    """Run one import. ``sides``: already built from ``req`` (the CLI builds them first, to start
-    the logins while it imports the engine)."""
+    """Run one import. ``sides``: already built from ``req`` with a gate closed in a dry run (the
+    CLI builds them first, to start the logins while it imports the engine).
+
+    Every write passes the target side's gate (``migrate.gate``): folders, messages and flags in
+    the target, the journal (``Job.run``), the report and the confirmation mail (here)."""
     from .ui import live_progress
 
-    src, dst = sides or (build_side(req.source), build_side(req.target))
+    if sides is None:
+        gate = WriteGate(open=not req.dry_run)
+        sides = (build_side(req.source, gate), build_side(req.target, gate))
+    src, dst = sides
+    gate = dst.gate
+    if gate.open == req.dry_run:
+        raise ValueError(f"sides built with a {gate!r} for a {'dry' if req.dry_run else 'real'} run")
     spec = spec_for(req, src, dst)
     progress = progress or Progress()
     try:
@@ -93,9 +106,9 @@ def run_import(req: ImportRequest, progress: Progress | None = None,
     finally:
         src.factory.discard()
         dst.factory.discard()
-    if not req.dry_run and req.notify is not None:
+    if req.notify is not None and gate.allow("mail", f"confirmation mail of job {spec.job_id}"):
         report.notification = notify_job(req, src, dst, spec, report)
-    if req.report_path and not req.dry_run:  # --dry-run writes nothing anywhere
+    if req.report_path and gate.allow("report", req.report_path):  # --dry-run writes nothing anywhere
         report.write_json(req.report_path)
     return report
 

@@ -15,10 +15,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .accounts import ImapAccount, LocalStore, Secret, TokenProvider, resolve_secret, tls_context
 from .endpoint import Endpoint
 from .errors import UsageError
+from .gate import WriteGate, gated
+
+if TYPE_CHECKING:
+    from .local._maildir_index import UidBook
 
 SECURITIES = ("ssl", "starttls", "none")
 
@@ -54,8 +59,9 @@ class Connector:
     opening it raised); every other call opens a new one.
     """
 
-    def __init__(self, open_endpoint: Callable[[], Endpoint]) -> None:
+    def __init__(self, open_endpoint: Callable[[], Endpoint], gate: WriteGate | None = None) -> None:
         self._open = open_endpoint
+        self.gate = gate or WriteGate()  # what the endpoints may write (``migrate.gate``)
         self._lock = threading.Lock()
         self._opening: threading.Thread | None = None
         self._first: Endpoint | BaseException | None = None
@@ -109,6 +115,12 @@ class Side:
     password: Secret | None = None
     login: str | None = None
     oauth_token: TokenProvider | None = None  # for the confirmation mail over SMTP (XOAUTH2)
+    uid_book: UidBook | None = None  # a source Maildir: its UIDs go to the job journal (``spec_for``)
+
+    @property
+    def gate(self) -> WriteGate:
+        """The side's write gate: the job's for a target, a sealed one for a source."""
+        return self.factory.gate
 
 
 def _token_provider(spec: str, what: str) -> TokenProvider:
@@ -125,14 +137,17 @@ def _token_provider(spec: str, what: str) -> TokenProvider:
     return provide
 
 
-def build_side(o: SideOptions) -> Side:
+def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
+    """``gate``: the job's write gate (closed in a dry run; default open). A target's endpoints
+    write through it; a source gets a sealed gate of its own: it is never written to."""
+    gate = gate or WriteGate()
     flag = f"--{o.role}"
     if o.maildir or o.mbox:
         if o.maildir and o.mbox:
             raise UsageError(f"{flag}-maildir and {flag}-mbox cannot both be given", hint="give only one of them")
         if o.mbox and o.role == "target":
             raise UsageError("an mbox cannot be a target (it is read-only here)", hint="use --target-maildir")
-        return _local_side(o)
+        return _local_side(o, gate)
     if not o.email:
         raise UsageError(f"{flag}-email is required", hint=f"give {flag}-email ADDRESS (or {flag}-maildir DIR)")
     if "@" not in o.email and not o.username and not o.host:
@@ -176,14 +191,17 @@ def build_side(o: SideOptions) -> Side:
     if o.ca_file:
         _check_ca_file(o.ca_file, f"{flag}-ca-file")
 
+    side_gate = WriteGate.for_source(account.label) if o.role == "source" else gate
+
     def open_imap() -> Endpoint:
         from .imap import connect
-        return connect(account)
+        return gated(connect(account), side_gate)  # type: ignore[no-any-return]
 
     hooks = None
     if preset is not None:
         hooks = providers.hooks_for(preset)
-    return Side(label=account.label, email=o.email, factory=Connector(open_imap), provider=preset.name if preset else None,
+    return Side(label=account.label, email=o.email, factory=Connector(open_imap, side_gate),
+                provider=preset.name if preset else None,
                 connection_cap=preset.quirks.max_connections if preset else None,
                 append_limit=preset.quirks.append_limit if preset else None, hooks=hooks,
                 special_folders=dict(preset.special_folders) if preset else {},
@@ -215,25 +233,31 @@ def _stored_signin(preset: object, email: str) -> TokenProvider | None:
     return stored_token_provider(preset, email)
 
 
-def _local_side(o: SideOptions) -> Side:
+def _local_side(o: SideOptions, gate: WriteGate) -> Side:
+    book: UidBook | None = None
     if o.maildir:
         store = LocalStore("maildir", Path(o.maildir).expanduser(), o.email)
         if o.role == "source" and not store.path.is_dir():
             raise UsageError(f"--source-maildir {store.path} is not a directory",
                              hint="give the Maildir folder (the one holding cur/, new/, tmp/)")
+        side_gate = WriteGate.for_source(store.label) if o.role == "source" else gate
+        if o.role == "source":  # its UIDs are kept in the job journal, written through the job's gate
+            from .local._maildir_index import UidBook
+            book = UidBook(str(store.path.resolve()), gate)
 
         def open_local() -> Endpoint:
             from .local.maildir import MaildirEndpoint
-            return MaildirEndpoint(store.path, create=o.role == "target")
+            return MaildirEndpoint(store.path, create=o.role == "target", gate=side_gate, uid_book=book)
     else:
         assert o.mbox is not None
         store = LocalStore("mbox", Path(o.mbox).expanduser(), o.email)
         if not store.path.exists():
             raise UsageError(f"--source-mbox {store.path} does not exist",
                              hint="give an mbox file or a folder of mbox files")
+        side_gate = WriteGate.for_source(store.label)
 
         def open_local() -> Endpoint:
             from .local.mbox import MboxEndpoint
-            return MboxEndpoint(store.path)
-    return Side(label=store.label, email=o.email, factory=Connector(open_local))
+            return gated(MboxEndpoint(store.path), side_gate)  # type: ignore[no-any-return]
+    return Side(label=store.label, email=o.email, factory=Connector(open_local, side_gate), uid_book=book)
 

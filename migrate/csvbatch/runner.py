@@ -45,6 +45,7 @@ from ..api import ImportRequest, notify_job, spec_for
 from ..engine.job import Job, JobSpec
 from ..engine.progress import Progress
 from ..errors import ExitCode, MigrateError, redact, register_secret
+from ..gate import WriteGate
 from ..journal import default_journal_path
 from ..notify.options import NotifyOptions
 from ..report import ErrorInfo, JobReport, dumps, load, utcnow, write_private
@@ -263,6 +264,7 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
 
     report = BatchReport(file=file, started_at=utcnow(), dry_run=dry_run, parallel=parallel,
                          rerun_command=rerun_command)
+    gate = WriteGate(open=not dry_run)  # every write of every row passes it (migrate/gate.py)
     t0 = time.monotonic()
     states: list[_Row] = []
     for r in rows:
@@ -270,8 +272,8 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
                                notify=list(r.notify)))
         states.append(st)
         try:  # resolves env:/file: secrets and presets; connects to nothing
-            st.src = build_side(side_options(r.source, "source", timeout=timeout))
-            st.dst = build_side(side_options(r.target, "target", timeout=timeout))
+            st.src = build_side(side_options(r.source, "source", timeout=timeout), gate)
+            st.dst = build_side(side_options(r.target, "target", timeout=timeout), gate)
         except MigrateError as exc:
             _finish_row(st, error=_error(exc), exit_code=int(exc.exit_code), status="failed")
             continue
@@ -331,7 +333,8 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
             _finish_row(st, error=_INTERRUPTED, exit_code=int(ExitCode.CONNECTION), status="interrupted")
         else:
             _finish_row(st, error=jr.error, exit_code=jr.exit_code, status=_row_status(jr))
-        if st.req is not None and st.req.notify is not None and not dry_run and st.src and st.dst:
+        if st.req is not None and st.req.notify is not None and st.src and st.dst \
+                and gate.allow("mail", f"confirmation mail of row {st.row.line}"):
             if cancelled:  # the mail would announce an unfinished job as done: the re-run sends it
                 jr.notification = "confirmation mail: not sent (the batch was interrupted)"
                 return
@@ -391,7 +394,7 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
     report.finished_at = utcnow()
     report.duration_s = round(time.monotonic() - t0, 3)
     report.compute(interrupted=interrupted)
-    if report_path is not None and not dry_run:  # --dry-run writes nothing anywhere
+    if report_path is not None and gate.allow("report", report_path):  # --dry-run writes nothing anywhere
         report.write_json(Path(report_path))
     return report
 

@@ -15,7 +15,8 @@ Files in each folder directory (the root for INBOX, ``.A.B`` for ``A/B``):
 * ``mailmigrate-uidlist.lock`` - ``fcntl.flock`` target serialising every writer of this folder.
 
 All writers hold the folder lock; readers never lock (they ignore a last line that is still
-being written).
+being written). These files belong to a Maildir we write to (a target). A *source* Maildir is
+never written to: its UIDs live in the job journal instead (``SourceUids``, ``UidBook``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..gate import WriteGate
+    from ..journal import Journal
 
 UIDLIST = "mailmigrate-uidlist"
 LOCKFILE = "mailmigrate-uidlist.lock"
@@ -166,6 +173,88 @@ class UidList:
             os.close(fd)
         self.refresh()
         return uids
+
+
+@dataclass
+class UidBook:
+    """Where the UIDs of a source Maildir (``store``: its absolute path) are kept: the job journal,
+    written through the job's gate. No journal (a dry run, or none bound): UIDs in memory."""
+
+    store: str
+    gate: WriteGate
+    journal_path: Path | None = None  # bound when the job is planned (``migrate.api.spec_for``)
+
+    def open(self) -> Journal | None:
+        if self.journal_path is None or not self.gate.allow("journal", self.journal_path):
+            return None
+        from ..journal import Journal
+        return Journal(self.journal_path)
+
+
+class SourceUids:
+    """The UIDs of one folder of a source Maildir; same read side as ``UidList``, but nothing is
+    ever written beside the source.
+
+    They are kept in the job journal (``journal()`` gives it, or None: then in memory, numbered
+    in (timestamp, name) order with the folder's inode as UIDVALIDITY, stable while no file comes or
+    goes). A folder met for the first time adopts its own ``mailmigrate-uidlist`` if it has one
+    (only read), so the UIDs stay those earlier versions gave it.
+    """
+
+    def __init__(self, folder_dir: Path, store: str, folder: str, journal: Callable[[], Journal | None],
+                 new_uidvalidity: Callable[[], int]) -> None:
+        self.dir = folder_dir
+        self.store, self.folder = store, folder
+        self._journal = journal
+        self._new_uidvalidity = new_uidvalidity
+        self.exists = False
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.by_base: dict[str, int] = {}
+        self._loaded = False
+
+    @property
+    def valid(self) -> bool:
+        return self.uidvalidity > 0
+
+    def refresh(self) -> None:
+        """Load what the journal knows, once (files numbered later go through ``assign``)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        journal = self._journal()
+        got = journal.maildir_uids(self.store, self.folder) if journal is not None else None
+        if got is not None:
+            self._set(*got)
+
+    def assign(self, bases: list[str]) -> None:
+        """Number ``bases`` (in this order) that have no UID yet."""
+        journal = self._journal()
+        if journal is not None:
+            self._set(*journal.assign_maildir_uids(self.store, self.folder, bases, self._seed))
+            return
+        if not self.valid:
+            self._set(*self._seed(in_memory=True))
+        for base in bases:
+            if base not in self.by_base:
+                self.by_base[base] = self.uidnext
+                self.uidnext += 1
+
+    def _seed(self, in_memory: bool = False) -> tuple[int, int, dict[str, int]]:
+        own = UidList(self.dir)
+        own.refresh()  # only reads
+        if own.valid:
+            return own.uidvalidity, own.uidnext, dict(own.by_base)
+        if not in_memory:
+            return self._new_uidvalidity(), 1, {}
+        try:
+            return (os.stat(self.dir).st_ino & 0x7FFFFFFF) or 1, 1, {}
+        except FileNotFoundError:
+            return 1, 1, {}
+
+    def _set(self, uidvalidity: int, uidnext: int, by_base: dict[str, int]) -> None:
+        self.exists = True
+        self.uidvalidity, self.uidnext, self.by_base = uidvalidity, uidnext, by_base
 
 
 class Keywords:

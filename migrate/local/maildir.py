@@ -16,6 +16,10 @@ Layout and naming decisions:
 * UIDs come from ``mailmigrate-uidlist`` (see ``_maildir_index``); files not listed yet get the
   next UIDs in (leading timestamp, name) order. Writers hold an ``fcntl.flock`` per folder.
 * A Maildir we may not write to is still readable: UIDs are then assigned in memory.
+* Every write passes the endpoint's ``WriteGate`` (``migrate.gate``): closed (a dry run), nothing
+  is written, not even a uid list or a lock file, and a target that does not exist yet reads as an
+  empty Maildir. A *source* has a sealed gate: it is only ever read, and its UIDs are kept in the
+  job journal (``SourceUids``), never beside it.
 
 One endpoint object is meant to be used by one thread at a time.
 """
@@ -32,9 +36,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..endpoint import statuses_one_by_one
 from ..errors import FatalError, FolderRefused, MessageError, OverQuota, UsageError
+from ..gate import WriteGate
 from ..models import (
     AppendItem,
     AppendResult,
@@ -55,7 +61,7 @@ from ._common import (
     split_flags,
     to_ns,
 )
-from ._maildir_index import UIDLIST, Keywords, UidList, folder_lock, fsync_dir, write_all
+from ._maildir_index import UIDLIST, Keywords, SourceUids, UidBook, UidList, folder_lock, fsync_dir, write_all
 from ._maildir_layout import (
     DELIMITER,
     base_order,
@@ -67,6 +73,9 @@ from ._maildir_layout import (
     list_files,
 )
 
+if TYPE_CHECKING:
+    from ..journal import Journal
+
 log = logging.getLogger(__name__)
 
 _QUOTA_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -77,7 +86,7 @@ _COMPACT_SLACK = 1000
 @dataclass
 class _Folder:
     dir: Path
-    uids: UidList
+    uids: UidList | SourceUids
     keywords: Keywords
     files: dict[str, str] = field(default_factory=dict)
     files_gen: int = 0
@@ -93,18 +102,29 @@ class _Folder:
 
 
 class MaildirEndpoint:
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    """``gate``: what may be written (default: everything); ``WriteGate.for_source`` opens the
+    Maildir as a source, never written to, with its UIDs kept by ``uid_book`` (else in memory)."""
+
+    def __init__(self, path: Path, *, create: bool = False, gate: WriteGate | None = None,
+                 uid_book: UidBook | None = None) -> None:
         self.path = Path(path)
         self.label = f"maildir:{self.path}"
+        self.gate = gate or WriteGate()
+        self._book = uid_book
+        self._journal: Journal | None = None  # the book's journal, opened on first use
         self._folders: dict[str, _Folder] = {}
         self._seq = 0
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
-        if create:
-            try:
-                self._make_folder_dir(self.path, mark=False)
-            except OSError as exc:
-                raise UsageError(f"cannot create Maildir {self.path}: {exc.strerror}") from None
-        elif not self.path.is_dir() or not is_folder_dir(self.path):
+        self._absent_root = False  # a target the gate did not let us create: reads as empty
+        if create and not self._complete(self.path):
+            if self.gate.allow("create-folder", self.path):
+                try:
+                    self._make_folder_dir(self.path, mark=False)
+                except OSError as exc:
+                    raise UsageError(f"cannot create Maildir {self.path}: {exc.strerror}") from None
+            else:
+                self._absent_root = not (self.path.is_dir() and is_folder_dir(self.path))
+        elif not create and (not self.path.is_dir() or not is_folder_dir(self.path)):
             raise UsageError(f"{self.path} is not a Maildir (no cur/ new/ tmp/ inside)",
                              hint="check the path, or let the target be created")
 
@@ -131,6 +151,8 @@ class MaildirEndpoint:
 
     def list_folders(self) -> list[FolderInfo]:
         real = {"INBOX"}
+        if self._absent_root and not self.path.is_dir():
+            return [FolderInfo(name="INBOX", delimiter=DELIMITER, flags=frozenset({"\\HasNoChildren"}))]
         with os.scandir(self.path) as it:
             for entry in it:
                 if entry.name.startswith(".") and entry.is_dir() and is_folder_dir(Path(entry.path)):
@@ -152,7 +174,7 @@ class MaildirEndpoint:
 
     def create_folder(self, name: str) -> None:
         rel = encode_folder(name)
-        if not rel:
+        if not rel or not self.gate.allow("create-folder", f"{self.label}: {name}"):
             return
         try:
             self._make_folder_dir(self.path / rel, mark=True)
@@ -177,6 +199,8 @@ class MaildirEndpoint:
         return self._iter_messages(st, sorted(set(uids) & st.by_uid.keys()))
 
     def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendResult]:
+        if not self.gate.allow("append", f"{self.label}: {len(items)} message(s) into {folder}"):
+            return [AppendResult(ok=False, error="dry run: not written") for _ in items]
         st = self._folder(folder)
         results: list[AppendResult | None] = [None] * len(items)
         staged: list[tuple[int, str, set[str], list[str]]] = []
@@ -208,6 +232,8 @@ class MaildirEndpoint:
         return [r if r is not None else AppendResult(ok=False, error="not stored") for r in results]
 
     def set_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        if not self.gate.allow("set-flags", f"{self.label}: {folder} uid {uid}"):
+            return
         st = self._synced(folder)
         base = st.by_uid.get(uid)
         if base is None:
@@ -242,19 +268,37 @@ class MaildirEndpoint:
 
     def close(self) -> None:
         self._folders.clear()
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     # --- internals ------------------------------------------------------------------------------
 
     def _folder(self, name: str) -> _Folder:
         rel = encode_folder(name)
         d = self.path / rel if rel else self.path
-        if not d.is_dir() or not is_folder_dir(d):
+        if (not d.is_dir() or not is_folder_dir(d)) and not (rel == "" and self._absent_root):
             self._folders.pop(rel, None)
             raise FolderRefused(f"folder {name!r} does not exist in {self.label}", hint="create it first")
         st = self._folders.get(rel)
         if st is None:
-            st = self._folders[rel] = _Folder(d, UidList(d, self._new_generation), Keywords(d))
+            uids: UidList | SourceUids
+            if self.gate.sealed:  # a source: never written to, its UIDs are kept in the journal
+                store = str(self.path.resolve())
+                folder = decode_folder(rel) or rel if rel else "INBOX"  # the canonical name
+                uids = SourceUids(d, store, folder, self._uid_journal, self._new_uidvalidity)
+            else:
+                uids = UidList(d, self._new_generation)
+            st = self._folders[rel] = _Folder(d, uids, Keywords(d))
         return st
+
+    def _uid_journal(self) -> Journal | None:
+        """The journal that keeps a source's UIDs (None in a dry run: UIDs in memory)."""
+        if self._journal is None and self._book is not None:
+            self._journal = self._book.open()
+            if self._journal is None:
+                self._book = None  # the gate is closed: do not ask again
+        return self._journal
 
     def _synced(self, name: str) -> _Folder:
         """The folder with every message file numbered and the uid map up to date."""
@@ -265,13 +309,18 @@ class MaildirEndpoint:
             st.dir_sig = sig
         st.uids.refresh()
         if not st.uids.valid or any(b not in st.uids.by_base for b in st.files):
-            try:
-                with folder_lock(st.dir):
-                    self._assign_locked(st)
-            except OSError as exc:
-                if exc.errno not in _READONLY_ERRNOS:
-                    raise FatalError(f"cannot update {st.dir / UIDLIST}: {exc.strerror}") from None
-                self._assign_in_memory(st)
+            if isinstance(st.uids, SourceUids):
+                st.uids.assign(sorted((b for b in st.files if b not in st.uids.by_base), key=base_order))
+            elif not self.gate.allow("file", st.dir / UIDLIST):  # a dry run: number them in memory
+                self._assign_in_memory(st, quiet=True)
+            else:
+                try:
+                    with folder_lock(st.dir):
+                        self._assign_locked(st)
+                except OSError as exc:
+                    if exc.errno not in _READONLY_ERRNOS:
+                        raise FatalError(f"cannot update {st.dir / UIDLIST}: {exc.strerror}") from None
+                    self._assign_in_memory(st)
         st.keywords.refresh()
         built = (st.files_gen, st.uids.uidvalidity, st.uids.uidnext, len(st.uids.by_base))
         if built != st.built:
@@ -298,16 +347,29 @@ class MaildirEndpoint:
         if unknown:
             st.uids.add(unknown)
 
-    def _assign_in_memory(self, st: _Folder) -> None:
+    def _assign_in_memory(self, st: _Folder, *, quiet: bool = False) -> None:
         if not st.read_only:
             st.read_only = True
-            log.warning("%s: %s is read-only; UIDs are kept in memory only", self.label, st.dir)
+            if not quiet:
+                log.warning("%s: %s is read-only; UIDs are kept in memory only", self.label, st.dir)
         if not st.uids.valid:
             st.uids.exists = True
-            st.uids.uidvalidity = (os.stat(st.dir).st_ino & 0x7FFFFFFF) or 1
+            try:
+                st.uids.uidvalidity = (os.stat(st.dir).st_ino & 0x7FFFFFFF) or 1
+            except FileNotFoundError:  # a target not created (dry run)
+                st.uids.uidvalidity = 1
         for b in sorted((b for b in st.files if b not in st.uids.by_base), key=base_order):
             st.uids.by_base[b] = st.uids.uidnext
             st.uids.uidnext += 1
+
+    @staticmethod
+    def _complete(d: Path) -> bool:
+        """Does ``d`` hold everything ``_make_folder_dir`` would create (so nothing is written)?"""
+        if not all((d / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            return False
+        uids = UidList(d)
+        uids.refresh()
+        return uids.valid
 
     def _make_folder_dir(self, d: Path, *, mark: bool) -> None:
         d.mkdir(parents=not mark, exist_ok=True)
