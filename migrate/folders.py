@@ -7,6 +7,8 @@ Naming rules, in order of precedence (``plan_folders``):
   (prefix and target delimiter included) and are used as-is. Children of an overridden
   folder follow it unless they have their own override.
 * INBOX (any case) maps to ``INBOX``.
+* ``recorded`` names (what an earlier run of the same job decided, from the journal) are kept:
+  a folder never moves between runs.
 * Special folders (\\Sent \\Drafts \\Trash \\Junk \\Archive) map onto the target's own folder
   of that role (``special``); if the target has none, onto the source's last name part at the
   target top level (directly under INBOX if the source was) and ``FolderPlan.new_special``
@@ -21,13 +23,16 @@ Naming rules, in order of precedence (``plan_folders``):
 Two source folders never share a target name: fixed names (overrides, INBOX, specials) claim
 first in source order, then the others in source order (parents before their children); a
 later claimant gets `` (2)``, `` (3)``... and is listed in ``FolderPlan.renamed``.
+
+A name the target refuses to CREATE is retried under the names ``name_candidates`` gives (ever
+safer, down to plain ASCII); the caller records the one accepted.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -189,6 +194,72 @@ def fallback_name(name: str, target_ns: Namespace, taken: set[str]) -> str:
     return candidate
 
 
+_STRICT = re.compile(r'["\\%*\x00-\x1f\x7f-\x9f]')
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufe0e\ufe0f]")  # what emoji leave behind
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9 _.,+=@#!'()\[\]-]+")
+
+
+def _strict_part(part: str) -> str:
+    """What a strict server accepts (Cyrus refuses ``"``; others anything outside the BMP):
+    ``"``, ``\\``, ``%``, ``*`` and control characters -> ``_``; emoji and every other character
+    outside the Basic Multilingual Plane removed."""
+    part = "".join(ch for ch in part if ord(ch) <= 0xFFFF and not 0xD800 <= ord(ch) <= 0xDFFF)
+    part = _STRICT.sub("_", _INVISIBLE.sub("", part))
+    return _clean_part(re.sub(r"\s{2,}", " ", part))
+
+
+def _ascii_part(part: str) -> str:
+    """Plain ASCII: accents dropped (NFKD: ``ü`` -> ``u``), any other run of characters outside
+    letters, digits, blank and ``_.,+=@#!'()[]-`` (``&`` included) -> one ``_``."""
+    part = unicodedata.normalize("NFKD", _strict_part(part))
+    part = "".join(ch for ch in part if not unicodedata.combining(ch))
+    return _clean_part(_NOT_PLAIN.sub("_", part))
+
+
+def _rewrite(name: str, target_ns: Namespace, fix: Callable[[str], str], keep: str) -> str:
+    """``fix`` applied to each part of ``name`` below the namespace prefix and below ``keep``
+    (a parent that exists already: its name is not ours to change any more)."""
+    if name.upper() == "INBOX":
+        return "INBOX"
+    delim = target_ns.delimiter
+    prefix = _prefix(target_ns, delim)
+    head = name[: len(prefix)] if prefix and _has_prefix(name, prefix) else ""
+    if delim and keep and len(keep) >= len(head) and name.startswith(keep + delim):
+        head = keep + delim
+    parts = name[len(head):].split(delim) if delim else [name[len(head):]]
+    start = 1 if head == "" and len(parts) > 1 and parts[0].upper() == "INBOX" else 0
+    return head + (delim or "").join(parts[:start] + [fix(p) for p in parts[start:]])
+
+
+def name_candidates(name: str, target_ns: Namespace, taken: set[str] | frozenset[str] = frozenset(),
+                    *, keep: str = "") -> list[str]:
+    """Names to try, in order, to create the folder planned as ``name``, until the target accepts
+    one: ``name`` itself, then ever safer rewrites of each part (below ``keep``):
+
+    1. sanitized (``sanitize_for_target``: blanks, control characters, leading ``~``/``.``);
+    2. strict: ``"``, ``\\``, ``%``, ``*`` -> ``_``, nothing outside the BMP (emoji);
+    3. plain ASCII (``Müller`` -> ``Muller``, ``&`` and other characters -> ``_``).
+
+    A rewrite equal to an earlier one is left out; one that is in ``taken`` gets `` (2)``,
+    `` (3)``.... If no rewrite changes anything, ``name (2)`` is the one fallback. Deterministic."""
+    out, bases = [name], [name]
+    for fix in (_clean_part, _strict_part, _ascii_part):
+        base = _rewrite(name, target_ns, fix, keep)
+        if base in bases:
+            continue
+        bases.append(base)
+        candidate, n = base, 2
+        while candidate in taken or candidate in out:
+            candidate, n = f"{base} ({n})", n + 1
+        out.append(candidate)
+    if len(out) == 1 and name.upper() != "INBOX":
+        n = 2
+        while f"{name} ({n})" in taken:
+            n += 1
+        out.append(f"{name} ({n})")
+    return out
+
+
 def _collision_key(name: str, delim: str | None) -> str:
     up = name.upper()
     if up == "INBOX" or (delim and up.startswith("INBOX" + delim)):
@@ -253,6 +324,7 @@ def plan_folders(
     target_special: Mapping[str, str] | None = None,
     gmail: bool | None = None,
     sanitize: bool = False,
+    recorded: Mapping[str, str] | None = None,
 ) -> FolderPlan:
     """Plan every source folder (see the module docstring for the naming rules).
 
@@ -265,8 +337,13 @@ def plan_folders(
     guess by localized name, never the target's own SPECIAL-USE attribute.
     ``gmail``: force Gmail label handling on/off (default: a ``\\All`` folder exists).
     ``sanitize``: clean translated name parts proactively (default: keep names exactly).
+    ``recorded``: source name -> the target name an earlier run of this job gave it (journal).
+    It beats every rule but an override and INBOX, and claims first, so that a folder never
+    moves between runs (a target without SPECIAL-USE, a name the target refused...); a child
+    without a record of its own follows its parent's recorded name.
     """
     overrides = dict(map_folder or {})
+    decided = dict(recorded or {})
     tdelim = target_ns.delimiter
     tprefix = _prefix(target_ns, tdelim)
     src = _entries(source_ns, source_folders)
@@ -368,14 +445,15 @@ def plan_folders(
         if e.inbox:
             return "INBOX", "inbox"
         role = role_of.get(e.index)
+        earlier = decided.get(e.info.name)
         if role is None:
-            return None
+            return None if earlier is None else (earlier, "folder")
         reason = "gmail-all-mail" if e is all_entry else "special"
         if role in tgt_roles:
-            return tgt_roles[role], reason
+            return earlier or tgt_roles[role], reason
         last = CANONICAL_NAMES[role] if e is all_entry or e.parts[-1].upper() == "INBOX" else e.parts[-1]
         anchor: str | _Root = "INBOX" if len(e.parts) == 2 and e.parts[0] == "INBOX" else ROOT
-        return join(anchor, last), reason if e is all_entry else "special-new"
+        return earlier or join(anchor, last), reason if e is all_entry else "special-new"
 
     def resolve(e: _Entry) -> str | _Root:
         if e.index in names:

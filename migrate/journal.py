@@ -13,6 +13,10 @@ Tables
                 seen at the end of the last complete pass (for the fast no-op path);
 * ``messages``  per job, source folder, UIDVALIDITY and UID: key, flags, outcome
                 (copied / duplicate / failed), and the ledger row of the copy we made.
+* ``folder_map`` per job and source folder: the target folder chosen the first time (after any
+                rename the target forced), reused by every later run so a folder never moves;
+* ``maildir_folders``/``maildir_uids``  the UIDs given to a *source* Maildir's files (a source
+                is never written to, so they cannot live beside it).
 
 Nothing secret is ever written here: only labels (login@host:port), folder names, keys, flags,
 counts and server answers (passed through ``redact``).
@@ -29,7 +33,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +74,8 @@ class FolderRecord:
     exists: int | None
     highestmodseq: int | None
     complete: bool
+    # The target folder as the last complete pass left it (UIDVALIDITY, UIDNEXT, EXISTS, MODSEQ).
+    target_status: tuple[int | None, int | None, int | None, int | None] | None = None
 
 
 @dataclass
@@ -162,8 +168,45 @@ class Journal:
                 "CREATE TABLE IF NOT EXISTS notifications (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT,"
                 " kind TEXT, recipients TEXT, lang TEXT, smtp TEXT, sender TEXT, state TEXT, error TEXT,"
                 " attempts INTEGER, updated_at TEXT, reports TEXT)")
+            # Where each source folder goes, decided once by the first run (see ``folder_map``).
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS folder_map (job_id TEXT, source_folder TEXT, target_folder TEXT,"
+                " reason TEXT, updated_at TEXT, PRIMARY KEY (job_id, source_folder))")
+            # UIDs of source Maildirs (``store`` = the Maildir's absolute path): kept here, never
+            # beside the source, which is only ever read (see ``maildir_uids``).
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS maildir_folders (store TEXT, folder TEXT, uidvalidity INTEGER,"
+                " uidnext INTEGER, PRIMARY KEY (store, folder))")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS maildir_uids (store TEXT, folder TEXT, uidvalidity INTEGER,"
+                " filename_base TEXT, uid INTEGER, PRIMARY KEY (store, folder, uidvalidity, filename_base))")
+            fcols = {r[1] for r in self.conn.execute("PRAGMA table_info(folders)")}
+            for col in ("t_uidvalidity", "t_uidnext", "t_exists", "t_highestmodseq"):
+                if col not in fcols:  # the target folder's state at the end of the last complete pass
+                    self.conn.execute(f"ALTER TABLE folders ADD COLUMN {col} INTEGER")
+            if "t_size" not in cols:  # RFC822.SIZE the target reports for our copy
+                self.conn.execute("ALTER TABLE ledger ADD COLUMN t_size INTEGER")
             self.conn.execute(
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._check_key_version()
+
+    def _check_key_version(self) -> None:
+        """Dedupe keys computed by another version of ``key_of`` cannot be compared with ours.
+        The journal is a cache of the target: forget every key (message outcomes, the ledger,
+        completed passes) and let the next run rebuild them from both sides, as after a lost
+        journal. Jobs, runs, notifications and the folder mapping stay."""
+        from .dedupe.keys import KEY_VERSION  # not at module level: dedupe imports the journal
+
+        row = self.conn.execute("SELECT value FROM meta WHERE name='key_version'").fetchone()
+        if row and row[0] == str(KEY_VERSION):
+            return
+        if row is not None or self.conn.execute("SELECT 1 FROM ledger LIMIT 1").fetchone():
+            self.conn.execute("DELETE FROM messages")
+            self.conn.execute("DELETE FROM ledger")
+            self.conn.execute("DELETE FROM ledger_scan")
+            self.conn.execute("UPDATE folders SET complete=0")
+        self.conn.execute("INSERT INTO meta (name, value) VALUES ('key_version', ?) ON CONFLICT(name)"
+                          " DO UPDATE SET value=excluded.value", (str(KEY_VERSION),))
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -252,31 +295,39 @@ class Journal:
 
     # --- folders ------------------------------------------------------------------------
 
+    _FOLDER_COLS = ("source_folder, target_folder, uidvalidity, uidnext, exists_, highestmodseq, complete,"
+                    " t_uidvalidity, t_uidnext, t_exists, t_highestmodseq")
+
+    @staticmethod
+    def _folder_record(r: tuple) -> FolderRecord:  # type: ignore[type-arg]
+        target = None if r[7] is None else (r[7], r[8], r[9], r[10])
+        return FolderRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), target)
+
     def folder(self, job_id: str, source_folder: str) -> FolderRecord | None:
-        row = self.conn.execute(
-            "SELECT source_folder, target_folder, uidvalidity, uidnext, exists_, highestmodseq, complete"
-            " FROM folders WHERE job_id=? AND source_folder=?", (job_id, source_folder)).fetchone()
-        if not row:
-            return None
-        return FolderRecord(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+        row = self.conn.execute(f"SELECT {self._FOLDER_COLS} FROM folders WHERE job_id=? AND source_folder=?",
+                                (job_id, source_folder)).fetchone()
+        return self._folder_record(row) if row else None
 
     def folders(self, job_id: str) -> list[FolderRecord]:
-        rows = self.conn.execute(
-            "SELECT source_folder, target_folder, uidvalidity, uidnext, exists_, highestmodseq, complete"
-            " FROM folders WHERE job_id=? ORDER BY rowid", (job_id,)).fetchall()
-        return [FolderRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+        rows = self.conn.execute(f"SELECT {self._FOLDER_COLS} FROM folders WHERE job_id=? ORDER BY rowid",
+                                 (job_id,)).fetchall()
+        return [self._folder_record(r) for r in rows]
 
     def save_folder(self, job_id: str, rec: FolderRecord) -> None:
         with self.tx() as c:
+            t = rec.target_status or (None, None, None, None)
             c.execute(
                 "INSERT INTO folders (job_id, source_folder, target_folder, uidvalidity, uidnext, exists_,"
-                " highestmodseq, complete, updated_at) VALUES (?,?,?,?,?,?,?,?,?)"
+                " highestmodseq, complete, updated_at, t_uidvalidity, t_uidnext, t_exists, t_highestmodseq)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(job_id, source_folder) DO UPDATE SET target_folder=excluded.target_folder,"
                 " uidvalidity=excluded.uidvalidity, uidnext=excluded.uidnext, exists_=excluded.exists_,"
                 " highestmodseq=excluded.highestmodseq, complete=excluded.complete,"
-                " updated_at=excluded.updated_at",
+                " updated_at=excluded.updated_at, t_uidvalidity=excluded.t_uidvalidity,"
+                " t_uidnext=excluded.t_uidnext, t_exists=excluded.t_exists,"
+                " t_highestmodseq=excluded.t_highestmodseq",
                 (job_id, rec.source_folder, rec.target_folder, rec.uidvalidity, rec.uidnext, rec.exists,
-                 rec.highestmodseq, int(rec.complete), utcnow().isoformat()))
+                 rec.highestmodseq, int(rec.complete), utcnow().isoformat(), *t))
 
     def forget_uidvalidity(self, job_id: str, source_folder: str, keep: int) -> int:
         """The source folder's UIDVALIDITY changed: its old UIDs mean nothing any more. Drop
@@ -327,6 +378,84 @@ class Journal:
                 " GROUP BY source_folder, state", (job_id,)):
             out.setdefault(folder, {})[state] = n
         return out
+
+    # --- folder mapping -----------------------------------------------------------------
+
+    def folder_map(self, job_id: str) -> dict[str, str]:
+        """Source folder -> target folder, as recorded by earlier runs of ``job_id``."""
+        return dict(self.conn.execute(
+            "SELECT source_folder, target_folder FROM folder_map WHERE job_id=?", (job_id,)).fetchall())
+
+    def save_folder_map(self, job_id: str, rows: list[tuple[str, str, str]]) -> None:
+        """rows: (source folder, target folder, reason); a source folder's earlier row is replaced."""
+        now = utcnow().isoformat()
+        with self.tx() as c:
+            c.executemany(
+                "INSERT INTO folder_map (job_id, source_folder, target_folder, reason, updated_at)"
+                " VALUES (?,?,?,?,?) ON CONFLICT(job_id, source_folder) DO UPDATE SET"
+                " target_folder=excluded.target_folder, reason=excluded.reason, updated_at=excluded.updated_at",
+                [(job_id, src, dst, redact(reason), now) for src, dst, reason in rows])
+
+    # --- UIDs of source Maildirs ----------------------------------------------------------
+
+    def maildir_uids(self, store: str, folder: str) -> tuple[int, int, dict[str, int]] | None:
+        """(UIDVALIDITY, UIDNEXT, filename base -> UID) of one folder of a source Maildir, or None."""
+        row = self.conn.execute("SELECT uidvalidity, uidnext FROM maildir_folders WHERE store=? AND folder=?",
+                                (store, folder)).fetchone()
+        if row is None:
+            return None
+        uids = dict(self.conn.execute(
+            "SELECT filename_base, uid FROM maildir_uids WHERE store=? AND folder=? AND uidvalidity=?",
+            (store, folder, row[0])).fetchall())
+        return row[0], row[1], uids
+
+    def assign_maildir_uids(self, store: str, folder: str, bases: list[str],
+                            seed: Callable[[], tuple[int, int, dict[str, int]]]) -> tuple[int, int, dict[str, int]]:
+        """Give the next UIDs to ``bases`` not numbered yet (in the given order); a folder seen for
+        the first time starts from ``seed()`` (UIDVALIDITY, UIDNEXT, known UIDs). UIDs are never
+        reused. One transaction: two connections numbering one folder agree."""
+        with self.tx() as c:
+            got = self.maildir_uids(store, folder)
+            if got is None:
+                uidvalidity, uidnext, uids = seed()
+                uidnext = max([uidnext, *(u + 1 for u in uids.values())])
+                c.execute("INSERT INTO maildir_folders (store, folder, uidvalidity, uidnext) VALUES (?,?,?,?)",
+                          (store, folder, uidvalidity, uidnext))
+                c.executemany("INSERT OR REPLACE INTO maildir_uids (store, folder, uidvalidity, filename_base, uid)"
+                              " VALUES (?,?,?,?,?)", [(store, folder, uidvalidity, b, u) for b, u in uids.items()])
+            else:
+                uidvalidity, uidnext, uids = got
+            new = [b for b in dict.fromkeys(bases) if b not in uids]
+            if new:
+                c.executemany("INSERT INTO maildir_uids (store, folder, uidvalidity, filename_base, uid)"
+                              " VALUES (?,?,?,?,?)",
+                              [(store, folder, uidvalidity, b, uidnext + i) for i, b in enumerate(new)])
+                uids.update((b, uidnext + i) for i, b in enumerate(new))
+                uidnext += len(new)
+                c.execute("UPDATE maildir_folders SET uidnext=? WHERE store=? AND folder=?", (uidnext, store, folder))
+            return uidvalidity, uidnext, uids
+
+
+def read_folder_map(path: Path, job_id: str) -> dict[str, str]:
+    """``Journal.folder_map`` without writing anything (no file, schema or WAL switch is created):
+    for the dry run. {} when there is no journal or no mapping yet."""
+    if not path.exists():
+        return {}
+    # With no -wal file beside it the file holds everything: read it as immutable, which makes
+    # SQLite create no -wal/-shm files. Otherwise a writer is at work: read through its WAL.
+    wal = path.with_name(path.name + "-wal").exists()
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if wal else '&immutable=1'}",
+                               uri=True, timeout=60)
+    except sqlite3.Error:
+        return {}
+    try:
+        return dict(conn.execute(
+            "SELECT source_folder, target_folder FROM folder_map WHERE job_id=?", (job_id,)).fetchall())
+    except sqlite3.Error:  # an older journal without the table
+        return {}
+    finally:
+        conn.close()
 
 
 # --- locks ----------------------------------------------------------------------------------

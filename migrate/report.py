@@ -40,6 +40,10 @@ class FolderReport:
     dropped_keywords: int = 0  # keywords the target could not store (PERMANENTFLAGS)
     bytes: int = 0
     source_messages: int = 0
+    # Copied again because an earlier copy (or the message found there) had gone from the target.
+    restored: int = 0
+    # Copies the target stored differently from what we sent (its RFC822.SIZE differs).
+    stored_differently: int = 0
     duration_s: float = 0.0
     note: str | None = None  # e.g. "renamed: target refused '~x'", "excluded", "unchanged since last run"
     failures: list[Failure] = field(default_factory=list)
@@ -55,6 +59,8 @@ class Totals:
     dropped_keywords: int = 0
     bytes: int = 0
     source_messages: int = 0
+    restored: int = 0
+    stored_differently: int = 0
 
 
 @dataclass(kw_only=True)
@@ -95,6 +101,8 @@ class JobReport:
             t.dropped_keywords += f.dropped_keywords
             t.bytes += f.bytes
             t.source_messages += f.source_messages
+            t.restored += f.restored
+            t.stored_differently += f.stored_differently
         self.totals = t
         return t
 

@@ -100,17 +100,37 @@ def _summary_title(report: JobReport) -> str:
 
 def _summary_columns(report: JobReport) -> list[tuple[str, bool]]:
     """(header, right-aligned)"""
+    restored = [("restored", True)] if report.totals.restored else []
     return [("source folder", False), ("target folder", False), ("would copy" if report.dry_run else "copied", True),
-            ("already present", True), ("failed", True), ("size", True), ("note", False)]
+            ("already present", True), ("failed", True), *restored, ("size", True), ("note", False)]
 
 
 def _summary_rows(report: JobReport) -> list[list[str]]:
-    rows = [[f.source, f.target or "-", str(f.copied), str(f.skipped_duplicates), str(f.failed), human_bytes(f.bytes),
-             f.note or ""] for f in report.folders]
+    show = bool(report.totals.restored)  # copied again: gone from the target since an earlier run
+    rows = [[f.source, f.target or "-", str(f.copied), str(f.skipped_duplicates), str(f.failed),
+             *([str(f.restored)] if show else []), human_bytes(f.bytes), f.note or ""] for f in report.folders]
     t = report.totals
-    rows.append(["total", "", str(t.copied), str(t.skipped_duplicates), str(t.failed), human_bytes(t.bytes),
-                 f"{report.duration_s:.1f}s"])
+    rows.append(["total", "", str(t.copied), str(t.skipped_duplicates), str(t.failed),
+                 *([str(t.restored)] if show else []), human_bytes(t.bytes), f"{report.duration_s:.1f}s"])
     return rows
+
+
+def _summary_notes(report: JobReport) -> list[str]:
+    t, lines = report.totals, []
+    if t.restored:
+        lines.append(f"restored: {t.restored} messages had gone from the target since an earlier run"
+                     " and were copied again")
+    for f in report.folders:
+        if f.stored_differently:
+            lines.append(f"stored differently: {f.stored_differently} copies in '{f.target}' (the target"
+                         " server changed them on arrival; their size differs from the source)")
+    return lines
+
+
+def summary_text(report: JobReport) -> str:
+    """The summary as plain text (logs, pipes, cron mail)."""
+    return "\n".join([_summary_title(report), *plain_table(_summary_columns(report), _summary_rows(report)),
+                      *_summary_notes(report)])
 
 
 def summary_table(report: JobReport) -> Table:
@@ -151,6 +171,8 @@ _STATUS = {"ok": ("done", "green"), "partial": ("done, some messages failed", "y
 
 def print_summary(report: JobReport) -> None:
     lines = [f"renamed: '{r['wanted']}' -> '{r['target']}' ({r['reason']})" for r in report.renamed_folders]
+    if sys.stdout.isatty():
+        lines = _summary_notes(report) + lines
     failures = report.failures()
     for f in failures[:50]:
         subj = f" subject={f.subject!r}" if f.subject else ""
@@ -171,8 +193,7 @@ def print_summary(report: JobReport) -> None:
         if report.notification:
             out.print(report.notification, markup=False, soft_wrap=True)
     else:
-        text = [_summary_title(report), *plain_table(_summary_columns(report), _summary_rows(report)), *lines,
-                status.format(word)]
+        text = [summary_text(report), *lines, status.format(word)]
         if report.notification:
             text.append(report.notification)
         sys.stdout.write("\n".join(text) + "\n")

@@ -6,7 +6,14 @@ the start of the text), normalised against what servers are known to change:
 
 * line endings: bare LF is stored as CRLF (Dovecot), so ``\\r\\n`` -> ``\\n`` first;
 * NUL: Dovecot hands NUL back as 0x80 in ``BODY[]``, so NUL -> 0x80;
-* folding and runs of white space in header values (some servers refold long headers).
+* folding and runs of white space in header values (some servers refold long headers);
+* 8-bit bytes in header values: Cyrus stores each as ``X``, other servers as ``?``, so header
+  values are compared without 8-bit bytes, ``X`` and ``?``;
+* a lone CR: some servers drop it, so CR is removed after CRLF -> LF;
+* trailing white space of the text: some servers add a CRLF at the end.
+
+``KEY_VERSION`` names this recipe: a journal holding keys of another recipe forgets them (see
+``Journal._check_key_version``) and rebuilds them from both sides.
 
 Messages with a Message-ID: ``m:`` + hash(Message-ID, Date, From, Subject). Two *different*
 messages sharing a Message-ID usually differ in one of the others; when they do not, the engine
@@ -25,6 +32,8 @@ import re
 
 from ..models import MessageMeta
 
+KEY_VERSION = 2
+
 _FIELDS = (b"message-id", b"date", b"from", b"to", b"cc", b"subject")
 _WS = re.compile(rb"[ \t\r\n]+")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
@@ -33,8 +42,16 @@ _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 TEXT_HEAD_BYTES = 1024
 
 
+# What servers replace or drop in header values: 8-bit bytes (and the X or ? they become), CR.
+_UNSTABLE = bytes(range(0x80, 0x100)) + b"X?\r\x00"
+
+
 def _norm_bytes(data: bytes) -> bytes:
-    return data.replace(b"\r\n", b"\n").replace(b"\x00", b"\x80")
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\x00", b"\x80")
+
+
+def _stable(value: bytes) -> bytes:
+    return _WS.sub(b" ", value.translate(None, _UNSTABLE)).strip()
 
 
 def parse_fields(header: bytes) -> dict[bytes, bytes]:
@@ -48,6 +65,14 @@ def parse_fields(header: bytes) -> dict[bytes, bytes]:
         key = name.strip().lower()
         if key in _FIELDS and key not in out:
             out[key] = _WS.sub(b" ", value).strip()
+    return out
+
+
+def _key_fields(header: bytes) -> dict[bytes, bytes]:
+    """``parse_fields`` reduced to what every server keeps (see the module doc)."""
+    out = parse_fields(header)
+    for name, value in out.items():
+        out[name] = _stable(value)
     return out
 
 
@@ -75,12 +100,15 @@ def _digest(*parts: bytes) -> str:
 
 
 def message_key(header: bytes, text_head: bytes | None) -> str:
-    fields = parse_fields(header)
+    fields = _key_fields(header)
     mid = normalize_message_id(fields.get(b"message-id"))
     if mid:
         return "m:" + _digest(mid.encode(), fields.get(b"date", b""), fields.get(b"from", b""),
                               fields.get(b"subject", b""))
+    # Trailing white space only where the whole text is in the head (a CRLF a server added).
     text = _norm_bytes(text_head or b"")[:TEXT_HEAD_BYTES]
+    if len(text) < TEXT_HEAD_BYTES:
+        text = text.rstrip()
     return "f:" + _digest(*(fields.get(f, b"") for f in _FIELDS[1:]), text)
 
 

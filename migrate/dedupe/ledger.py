@@ -62,6 +62,14 @@ class Ledger:
                 by_key.setdefault(key, []).append(rid)
         return by_src, by_key
 
+    def present_ids(self, folder: str) -> set[int]:
+        """Ids of the rows the target holds (as of the last ``reconcile``)."""
+        return {r[0] for r in self.c.execute("SELECT id FROM ledger WHERE folder=? AND state='present'", (folder,))}
+
+    def set_target_sizes(self, sizes: dict[int, int]) -> None:
+        """row id -> RFC822.SIZE the target reports for that copy."""
+        self.c.executemany("UPDATE ledger SET t_size=? WHERE id=?", [(n, rid) for rid, n in sizes.items()])
+
     def uid_of(self, row_id: int) -> int | None:
         row = self.c.execute("SELECT uid FROM ledger WHERE id=?", (row_id,)).fetchone()
         return row[0] if row else None
@@ -102,13 +110,16 @@ class Ledger:
                                (folder,))
             start = 1
         learned = 0
-        (known,) = self.c.execute(
-            "SELECT COUNT(*) FROM ledger WHERE folder=? AND uidvalidity=? AND uid>=? AND uid<?",
-            (folder, status.uidvalidity, start, status.uidnext)).fetchone()
-        # Every UID since the last scan is one we appended ourselves (APPENDUID): nothing to learn.
-        if status.uidnext > start and known < status.uidnext - start:
-            uids = None if start == 1 else list(range(start, status.uidnext))
-            learned += self._learn(target, folder, status, uids, alive)
+        full = start == 1  # never scanned, or a new UIDVALIDITY: match every row against the target
+        if full:
+            learned += self._full_resync(target, folder, status, alive)
+        else:
+            (known,) = self.c.execute(
+                "SELECT COUNT(*) FROM ledger WHERE folder=? AND uidvalidity=? AND uid>=? AND uid<?",
+                (folder, status.uidvalidity, start, status.uidnext)).fetchone()
+            # Every UID since the last scan is one we appended ourselves (APPENDUID): nothing to learn.
+            if status.uidnext > start and known < status.uidnext - start:
+                learned += self._learn(target, folder, status, list(range(start, status.uidnext)), alive)
         with self.j.tx():
             self.c.execute("INSERT INTO ledger_scan (folder, uidvalidity, scanned_uidnext) VALUES (?,?,?)"
                            " ON CONFLICT(folder) DO UPDATE SET uidvalidity=excluded.uidvalidity,"
@@ -128,7 +139,7 @@ class Ledger:
         (in_flight,) = self.c.execute("SELECT COUNT(*) FROM ledger WHERE folder=? AND uid IS NULL"
                                       " AND state='claimed'", (folder,)).fetchone()
         # Rows and target disagree (beyond APPENDs in flight right now): match everything again.
-        if with_uid > status.exists or with_uid + in_flight < status.exists:
+        if not full and (with_uid > status.exists or with_uid + in_flight < status.exists):
             learned += self._full_resync(target, folder, status, alive)
         return learned
 
@@ -181,8 +192,8 @@ class Ledger:
         """Counts disagree (messages expunged on the target, a lost journal, a UID guessed for the
         wrong row): match every target message against the rows again. Rows keep their ids (the
         journal points at them); a row whose message is gone is dropped."""
-        actual: dict[int, str] = {m.uid: key_of(m) for m in target.fetch_meta(folder, None, with_keys=True)
-                                  if m.uid < status.uidnext}
+        actual: dict[int, str] = {} if not status.exists else {
+            m.uid: key_of(m) for m in target.fetch_meta(folder, None, with_keys=True) if m.uid < status.uidnext}
         learned = 0
         with self.j.tx():
             seen: set[int] = set()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from ..dedupe.keys import key_of, message_id_of, split_raw, subject_of
 from ..dedupe.ledger import Ledger, plan_copies
 from ..endpoint import Endpoint
+from ..errors import MessageError, RetryableError
 from ..journal import FolderRecord, Journal, MessageRecord, OwnerLock, folder_lock, owner_alive
 from ..models import NON_COPYABLE_FLAGS, AppendItem, FolderStatus, MessageMeta, RawMessage
 from ..report import Failure, FolderReport
@@ -94,6 +95,23 @@ class Cancelled(Exception):
     """The job was asked to stop; everything done so far is committed."""
 
 
+# A message sent alone on a fresh connection this many times, each time losing the connection,
+# fails (with the first drop, in a batch, that is three sends): a middlebox or server that
+# drops the connection on one message must not stall the whole job.
+MAX_ALONE_DROPS = 2
+DROPPED_REASON = "the connection was dropped each time this message was sent ({n} times)"
+
+
+def target_as_recorded(rec: FolderRecord | None, st: FolderStatus | None) -> bool:
+    """Is the target folder as the last complete pass left it (UIDVALIDITY, UIDNEXT, EXISTS, and
+    HIGHESTMODSEQ where offered)? Only then may its messages be taken as present unseen."""
+    if rec is None or st is None or rec.target_status is None:
+        return False
+    uidvalidity, uidnext, exists, modseq = rec.target_status
+    return ((uidvalidity, uidnext, exists) == (st.uidvalidity, st.uidnext, st.exists)
+            and (st.highestmodseq is None or modseq == st.highestmodseq))
+
+
 def _slim(m: MessageMeta, append_limit: int | None) -> MessageMeta:
     """What copying needs of a message once it is keyed: UID, size, flags. The identifying header
     (a few hundred bytes) stays only where the message may fail without ever being fetched (too
@@ -145,19 +163,30 @@ class FolderScan:
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
     status: FolderStatus | None = None
-    fast: bool = False  # unchanged since the last complete pass: nothing to fetch
+    target_status: FolderStatus | None = None  # the target folder as planning saw it
+    fast: bool = False  # both sides unchanged since the last complete pass: nothing to fetch
     note: str | None = None
     metas: dict[int, MessageMeta] = field(default_factory=dict)  # every source message
     keys: dict[int, str] = field(default_factory=dict)
     source_keys: Counter[str] = field(default_factory=Counter)
     open_uids: list[int] = field(default_factory=list)  # to decide: new, or failed before
-    settled: int = 0  # already copied or present before this run
+    settled: int = 0  # already copied or present before this run, and seen on the target now
+    # Settled before but gone from the target now: copied again and counted as ``restored``.
+    # uid -> (state, ledger row) as the journal had it, to tell a later retry of this run apart.
+    restore: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     failed_before: int = 0
     flags_updated: int = 0
+    # Connection drops while a message was being appended (shared by the retries of a part):
+    # messages of a dropped batch are suspects and go alone; alone_drops counts their solo drops.
+    suspects: set[int] = field(default_factory=set)
+    alone_drops: Counter[int] = field(default_factory=Counter)
+    dropped_headers: dict[int, bytes] = field(default_factory=dict)
+    batch_count: int | None = None  # halved after every drop
 
     def release(self) -> None:
         """The folder is done: drop the per-message data (memory stays flat over many folders)."""
         self.metas, self.keys, self.source_keys, self.open_uids = {}, {}, Counter(), []
+        self.restore, self.suspects, self.alone_drops, self.dropped_headers = {}, set(), Counter(), {}
 
 
 class FolderSync:
@@ -175,6 +204,7 @@ class FolderSync:
         self.r = report
         self.scan = scan or FolderScan()
         self.part, self.parts = part, parts
+        self._sent: dict[int, tuple[int, int]] = {}  # ledger row -> (target UID, bytes sent)
         self._perm: frozenset[str] | None = None
         self._perm_known = False
         self.owner = ""
@@ -226,8 +256,10 @@ class FolderSync:
     def save_complete(self) -> None:
         st = self.scan.status
         assert st is not None
+        t = self.dst.status(self.target)
         self.j.save_folder(self.s.job_id, FolderRecord(self.source, self.target, st.uidvalidity, st.uidnext,
-                                                       st.exists, st.highestmodseq, True))
+                                                       st.exists, st.highestmodseq, True,
+                                                       (t.uidvalidity, t.uidnext, t.exists, t.highestmodseq)))
 
     def _scan(self) -> None:
         sc = self.scan
@@ -243,7 +275,7 @@ class FolderSync:
         self.progress.folder_total(self.source, st.exists)
         unchanged = bool(rec and rec.complete and rec.uidnext == st.uidnext and rec.exists == st.exists
                          and rec.target_folder == self.target and st.highestmodseq is not None
-                         and rec.highestmodseq is not None)
+                         and rec.highestmodseq is not None and target_as_recorded(rec, sc.target_status))
         failed_before = sum(1 for m in known.values() if m.state == "failed")
         if unchanged and rec and not failed_before:
             if rec.highestmodseq != st.highestmodseq:  # only flags changed (CONDSTORE)
@@ -255,6 +287,10 @@ class FolderSync:
             return
         self.j.save_folder(self.s.job_id, FolderRecord(self.source, self.target, st.uidvalidity, st.uidnext,
                                                        st.exists, st.highestmodseq, False))
+        if any(m.state in ("copied", "duplicate") for m in known.values()):
+            # The journal is a cache: bring the ledger up to date with what the target holds now
+            # (messages deleted there, a recreated folder) before trusting any "copied".
+            self._reconcile()
         # A folder the journal knows nothing of (a first run) is read in one pass with its keys;
         # otherwise list it cheaply and fetch identifying headers only for the new messages.
         # Each message is keyed as it arrives and kept slim (see _slim): the scan holds a whole
@@ -279,9 +315,37 @@ class FolderSync:
             if uid in sc.metas:
                 sc.keys[uid] = k.key
         sc.source_keys = Counter(sc.keys.values())
+        sc.restore = self._missing_on_target(known)
         sc.open_uids = sorted(u for u in sc.metas if u in sc.keys
-                              and (u not in known or known[u].state == "failed"))
-        sc.settled = sum(1 for u in sc.metas if u in known and known[u].state in ("copied", "duplicate"))
+                              and (u not in known or known[u].state == "failed" or u in sc.restore))
+        sc.settled = sum(1 for u in sc.metas if u in known and known[u].state in ("copied", "duplicate")
+                         and u not in sc.restore)
+
+    def _reconcile(self) -> None:
+        with folder_lock(self.s.journal_path, self.target):  # type: ignore[arg-type]
+            self.ledger.reconcile(self.dst, self.target, self.dst.status(self.target), self._alive)
+
+    def _missing_on_target(self, known: dict[int, MessageRecord]) -> dict[int, tuple[str, int | None]]:
+        """Messages the journal calls settled that the (just reconciled) ledger no longer shows on
+        the target: our copy is gone, or the target holds a key fewer times than the source."""
+        sc = self.scan
+        if not known:
+            return {}
+        present = self.ledger.present_ids(self.target)
+        out: dict[int, tuple[str, int | None]] = {}
+        dups: dict[str, list[int]] = {}
+        for uid in sc.metas:
+            rec = known.get(uid)
+            if rec is None:
+                continue
+            if rec.state == "copied" and (rec.ledger_id is None or rec.ledger_id not in present):
+                out[uid] = (rec.state, rec.ledger_id)
+            elif rec.state == "duplicate" and not rec.reason:  # (a reason: left out on purpose)
+                dups.setdefault(rec.key, []).append(uid)
+        if dups:
+            reopen, _ = plan_copies(sc.source_keys, self.ledger.counts(self.target, dups), dups)
+            out.update((uid, ("duplicate", None)) for uid in reopen)
+        return out
 
     def _copy_share(self) -> None:
         sc = self.scan
@@ -295,7 +359,8 @@ class FolderSync:
             self.progress.count(self.source, duplicates=sc.settled)
         # A retry of this part: what an earlier attempt settled is in the journal now.
         known = self.j.messages(self.s.job_id, self.source, uidvalidity, uid_range=(share[0], share[-1])) if share else {}
-        share = [u for u in share if u not in known or known[u].state == "failed"]
+        share = [u for u in share if u not in known or known[u].state == "failed"
+                 or sc.restore.get(u) == (known[u].state, known[u].ledger_id)]
         excluded: set[str] = self.s.exclude_keys() if self.s.exclude_keys else set()
         for i in range(0, len(share), self.s.chunk):
             if self.s.cancel is not None and self.s.cancel.is_set():
@@ -363,10 +428,14 @@ class FolderSync:
                                  m.size))
                 for uid in copy_uids:
                     m = by_uid[uid]
+                    reason = None
                     if self.s.append_limit and m.size > self.s.append_limit:
                         reason = f"too big: {m.size} bytes, the target accepts at most {self.s.append_limit}"
+                    elif self.scan.alone_drops[uid] >= MAX_ALONE_DROPS:
+                        reason = DROPPED_REASON.format(n=self.scan.alone_drops[uid] + 1)
+                    if reason:
                         rows.append((uid, keys[uid], tuple(m.flags), "failed", None, reason, m.size))
-                        self._fail(m, reason)
+                        self._fail(m, reason, self.scan.dropped_headers.get(uid))
                     else:
                         to_copy.append(m)
                 self.j.record_messages(job, self.source, uidvalidity, rows)
@@ -380,7 +449,10 @@ class FolderSync:
     def _transfer(self, to_copy: list[MessageMeta], claims: dict[int, int], uidvalidity: int) -> None:
         """Fetch and APPEND in batches; the next batch is fetched while this one is appended
         (two batches in memory at most, each bounded by ``batch_bytes``)."""
-        batches = list(_batches(to_copy, self.s.batch_bytes, self.s.batch_count))
+        sc = self.scan
+        count = min(self.s.batch_count, sc.batch_count or self.s.batch_count)
+        batches = [[m] for m in to_copy if m.uid in sc.suspects]
+        batches += _batches([m for m in to_copy if m.uid not in sc.suspects], self.s.batch_bytes, count)
         if not batches:
             return
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
@@ -388,15 +460,15 @@ class FolderSync:
         budget = self.s.budget
         held: dict[int, int] = {}  # batch index -> bytes held in the budget
 
-        def fetch(i: int) -> dict[int, RawMessage]:
+        def fetch(i: int) -> dict[int, RawMessage | MessageError]:
             size = sum(m.size for m in batches[i])
             if budget is not None:
                 budget.acquire(size)
                 held[i] = size
-            return {r.uid: r for r in self.src.fetch_messages(self.source, [m.uid for m in batches[i]])}
+            return self._fetch_batch([m.uid for m in batches[i]])
 
         try:
-            nxt: Future[dict[int, RawMessage]] = pool.submit(fetch, 0)
+            nxt: Future[dict[int, RawMessage | MessageError]] = pool.submit(fetch, 0)
             for i, batch in enumerate(batches):
                 raws = nxt.result()
                 if i + 1 < len(batches):
@@ -412,6 +484,40 @@ class FolderSync:
             if budget is not None:
                 for size in held.values():
                     budget.release(size)
+        self._check_stored_sizes()
+
+    def _fetch_batch(self, uids: list[int]) -> dict[int, RawMessage | MessageError]:
+        """Bodies of ``uids``; a message the source refuses to hand out (FETCH answered NO)
+        fails alone: the batch is then read one message at a time."""
+        try:
+            return {r.uid: r for r in self.src.fetch_messages(self.source, uids)}
+        except MessageError as exc:
+            if len(uids) == 1:
+                return {uids[0]: exc}
+        out: dict[int, RawMessage | MessageError] = {}
+        for uid in uids:
+            try:
+                out.update((r.uid, r) for r in self.src.fetch_messages(self.source, [uid]))
+            except MessageError as exc:
+                out[uid] = exc
+        return out
+
+    def _check_stored_sizes(self) -> None:
+        """Ask the target for the size of the copies just made (one FETCH): a copy the server
+        stored differently from what we sent is counted (``stored_differently``) and the size it
+        shows is kept in the ledger."""
+        sent, self._sent = self._sent, {}
+        if not sent:
+            return
+        by_uid = {uid: (rid, n) for rid, (uid, n) in sent.items()}
+        shown: dict[int, int] = {}
+        for m in self.dst.fetch_meta(self.target, sorted(by_uid), with_keys=False):
+            if m.uid in by_uid:
+                shown[by_uid[m.uid][0]] = m.size
+        with self.j.tx():
+            self.ledger.set_target_sizes(shown)
+        differ = sum(1 for rid, n in shown.items() if n != sent[rid][1])
+        self.r.stored_differently += differ
 
     def _fail(self, m: MessageMeta, reason: str, body: bytes | None = None) -> None:
         """Record a failed message; its Message-ID and subject come from the scan (kept for
@@ -422,16 +528,20 @@ class FolderSync:
                                        subject=subject_of(m), size=m.size, reason=reason))
         self.progress.count(self.source, failed=1)
 
-    def _append_batch(self, batch: list[MessageMeta], raws: dict[int, RawMessage], claims: dict[int, int],
-                      uidvalidity: int) -> None:
-        job, keys = self.s.job_id, self.scan.keys
+    def _append_batch(self, batch: list[MessageMeta], raws: dict[int, RawMessage | MessageError],
+                      claims: dict[int, int], uidvalidity: int) -> None:
+        job, keys, sc = self.s.job_id, self.scan.keys, self.scan
         items: list[AppendItem] = []
         order: list[MessageMeta] = []
+        refused: list[tuple[MessageMeta, str]] = []  # the source would not hand them out
         dropped_total = 0
         for m in batch:
             raw = raws.get(m.uid)
             if raw is None:
                 continue  # expunged on the source meanwhile: nothing to copy
+            if isinstance(raw, MessageError):
+                refused.append((m, raw.message))
+                continue
             flags, dropped = self._target_flags(tuple(raw.flags))
             dropped_total += dropped
             body = self.s.prepare_body(raw.body) if self.s.prepare_body else raw.body
@@ -439,29 +549,52 @@ class FolderSync:
             order.append(m)
         if self.s.pace is not None and items:
             self.s.pace(len(items))
-        results = self.dst.append(self.target, items) if items else []
+        try:
+            results = self.dst.append(self.target, items) if items else []
+        except RetryableError:
+            # The connection went while these were sent. Whatever the cause, the retry sends them
+            # one by one, in smaller batches; a message that loses the connection alone again and
+            # again fails by itself (see MAX_ALONE_DROPS).
+            if len(order) == 1:
+                sc.alone_drops[order[0].uid] += 1
+                # Keep its header: if it fails it fails unfetched, and the report must name it.
+                sc.dropped_headers[order[0].uid] = split_raw(items[0].body)[0]
+            sc.suspects.update(m.uid for m in order)
+            sc.batch_count = max(1, min(sc.batch_count or self.s.batch_count, len(order)) // 2)
+            raise
         _fault_point("after-append", len(results))
         rows = []
-        nbytes = copied = 0
+        nbytes = copied = restored = 0
         with self.j.tx():
             for m in batch:
-                if m.uid not in raws:
+                if not isinstance(raws.get(m.uid), RawMessage):
                     self.ledger.release(claims[m.uid])
+            for m, reason in refused:
+                rows.append((m.uid, keys[m.uid], tuple(m.flags), "failed", None, reason, m.size))
+                self._fail(m, reason)
             for m, item, res in zip(order, items, results, strict=True):
                 raw = raws[m.uid]
+                assert isinstance(raw, RawMessage)
                 if res.ok:
                     self.ledger.confirm(claims[m.uid], res.uid, res.uidvalidity)
                     rows.append((m.uid, keys[m.uid], tuple(f for f in raw.flags if f not in NON_COPYABLE_FLAGS),
                                  "copied", claims[m.uid], None, len(item.body)))
+                    if res.uid is not None:
+                        self._sent[claims[m.uid]] = (res.uid, len(item.body))
                     nbytes += len(item.body)
-                    copied += 1
+                    if m.uid in sc.restore:
+                        restored += 1
+                    else:
+                        copied += 1
                 else:
                     self.ledger.release(claims[m.uid])
                     reason = res.error or "refused by the target"
                     rows.append((m.uid, keys[m.uid], tuple(raw.flags), "failed", None, reason, len(item.body)))
                     self._fail(m, reason, raw.body)
             self.j.record_messages(job, self.source, uidvalidity, rows)
+        sc.suspects.difference_update(m.uid for m in order)
         self.r.copied += copied
+        self.r.restored += restored
         self.r.bytes += nbytes
         self.r.dropped_keywords += dropped_total
-        self.progress.count(self.source, copied=copied, nbytes=nbytes)
+        self.progress.count(self.source, copied=copied + restored, nbytes=nbytes)

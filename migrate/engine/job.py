@@ -31,15 +31,16 @@ from ..errors import (
     ExitCode,
     FatalError,
     FolderRefused,
+    MessageError,
     MigrateError,
     RetryableError,
     Throttled,
 )
-from ..folders import FolderMapping, FolderPlan, fallback_name, plan_folders
-from ..journal import JobGuard, Journal
+from ..folders import FolderMapping, FolderPlan, fallback_name, name_candidates, plan_folders
+from ..journal import JobGuard, Journal, read_folder_map
 from ..models import FolderStatus
-from ..report import ErrorInfo, FolderReport, JobReport, utcnow
-from .folder_sync import ByteBudget, Cancelled, FolderScan, FolderSync, SyncSettings
+from ..report import ErrorInfo, Failure, FolderReport, JobReport, utcnow
+from .folder_sync import ByteBudget, Cancelled, FolderScan, FolderSync, SyncSettings, target_as_recorded
 from .memory import tune_malloc
 from .progress import Progress
 
@@ -190,6 +191,7 @@ class Job:
                                 started_at=utcnow(), dry_run=spec.dry_run, rerun_command=spec.rerun_command,
                                 journal=None if spec.dry_run else str(spec.journal_path))
         self._statuses: dict[str, FolderStatus] = {}
+        self._target_statuses: dict[str, FolderStatus] = {}
         self._pace = Pacer(spec.max_rate) if spec.max_rate else None
         # Message bytes in memory across all workers: two batches per connection.
         self._budget = ByteBudget(2 * spec.batch_bytes * max(1, spec.connections))
@@ -199,9 +201,14 @@ class Job:
     # --- entry ----------------------------------------------------------------------------
 
     def run(self) -> JobReport:
+        from ..gate import job_gate
+
         t0 = time.monotonic()
         tune_malloc()
-        if self.spec.dry_run:
+        # Every write passes the job's gate (``migrate.gate``); closed (a dry run), the journal is
+        # not even opened: read both sides, write nothing anywhere.
+        self._gate = job_gate(self.spec)
+        if not self._gate.allow("journal", self.spec.journal_path):
             try:
                 self._dry_run()
             except MigrateError as exc:
@@ -228,6 +235,7 @@ class Job:
             self._stopped_early = self.cancel.is_set() and self._fatal is None
             self._done.set()
             report = self._finish(t0, journal, run_id)
+            ticker.join()  # its journal connection closed too: the journal is left whole (no -wal)
             guard.release()
             journal.close()
         return report
@@ -251,6 +259,7 @@ class Job:
         r = self.report
         r.finished_at = utcnow()
         r.duration_s = round(time.monotonic() - t0, 3)
+        self._count_refused_folders()  # folder planning/creation (see _create_folders)
         r.compute_totals()
         if r.error is None and self._stopped_early:
             r.status, r.exit_code = "interrupted", int(ExitCode.CONNECTION)
@@ -281,51 +290,127 @@ class Job:
 
     def _plan(self, src: Endpoint, dst: Endpoint) -> FolderPlan:
         self._dst_ns, self._dst_folders = dst.namespace(), dst.list_folders()  # reused by _create_folders
+        # A folder's target is decided once: what earlier runs recorded wins (read only: the dry
+        # run reads it too, and writes nothing).
+        self._recorded = read_folder_map(self.spec.journal_path, self.spec.job_id)
         return plan_folders(src.namespace(), src.list_folders(), self._dst_ns, self._dst_folders,
                             include=self.spec.include, exclude=self.spec.exclude,
-                            map_folder=self.spec.map_folder, target_special=self.spec.target_special or None)
+                            map_folder=self.spec.map_folder, target_special=self.spec.target_special or None,
+                            recorded=self._recorded)
 
     def _create_folders(self, dst: Endpoint, plan: FolderPlan) -> FolderPlan:
+        """Create every planned folder the target lacks (a special one with its SPECIAL-USE where
+        the target can). A refused name is retried under ever safer names (``name_candidates``);
+        a folder that no name works for fails alone: its mapping loses its target and
+        ``_refused`` keeps the server's answer (its messages are counted failed at the end).
+        Each folder's target is recorded in the journal as soon as it is known, so that every
+        later run reuses it."""
         self.report.renamed_folders = [r.as_dict() for r in plan.renamed]  # name collisions
+        self._refused: dict[str, str] = {}
+        recorded = dict(getattr(self, "_recorded", {}))
         existing = {f.name for f in self._dst_folders}
         existing_ci = {n.casefold() for n in existing if n.upper() == "INBOX"}
-        taken = set(existing) | {m.target for m in plan.mappings if m.target}
+        claimed = {m.target for m in plan.mappings if m.target}  # by the source folders of this plan
+        taken = set(existing) | claimed
         ns = self._dst_ns
         reserved = {r.casefold() for r in self.spec.reserved_folders}
+        special_of = {name: role for role, name in plan.new_special.items()}
+        create_special = getattr(dst, "create_special_folder", None)
         out: list[FolderMapping] = []
         renamed_parent: dict[str, str] = {}
-        for m in plan.mappings:
-            if m.target is None:
-                out.append(m)
-                continue
-            target = m.target
-            for old, new in renamed_parent.items():  # children follow a renamed parent
-                if ns.delimiter and target.startswith(old + ns.delimiter):
-                    target = new + target[len(old):]
-            if target.casefold() in reserved:
-                new = fallback_name(target, ns, taken | set(self.spec.reserved_folders))
-                taken.add(new)
-                renamed_parent[target] = new
-                self.report.renamed_folders.append(
-                    {"source": m.source, "wanted": target, "target": new, "reason": "reserved by the provider"})
-                target = new
-            if target in existing or target.casefold() in existing_ci or target.upper() == "INBOX":
-                out.append(dataclasses.replace(m, target=target))
-                continue
+        pending: list[tuple[str, str, str]] = []
+        journal = Journal(self.spec.journal_path)
+
+        def record(m: FolderMapping, target: str) -> None:
+            if recorded.get(m.source) != target:
+                recorded[m.source] = target
+                pending.append((m.source, target, m.reason))
+
+        def flush() -> None:
+            if pending:
+                journal.save_folder_map(self.spec.job_id, pending)
+                pending.clear()
+
+        try:
+            for m in plan.mappings:
+                if m.target is None:
+                    out.append(m)
+                    continue
+                target = m.target
+                for old, new in renamed_parent.items():  # children follow a renamed parent
+                    if ns.delimiter and target.startswith(old + ns.delimiter):
+                        target = new + target[len(old):]
+                if target.casefold() in reserved:
+                    new = fallback_name(target, ns, taken | set(self.spec.reserved_folders))
+                    taken.add(new)
+                    renamed_parent[target] = new
+                    self.report.renamed_folders.append(
+                        {"source": m.source, "wanted": target, "target": new, "reason": "reserved by the provider"})
+                    target = new
+                if target in existing or target.casefold() in existing_ci or target.upper() == "INBOX":
+                    out.append(dataclasses.replace(m, target=target))
+                    record(m, target)
+                    continue
+                role = special_of.get(m.target)
+                # Only the levels below the deepest folder that exists are ours to rename.
+                parent = max((p for p in existing if ns.delimiter and target.startswith(p + ns.delimiter)),
+                             key=len, default="")
+                refusals: list[FolderRefused] = []
+                chosen = None
+                # Suffixes only against names other source folders claim: a fallback that exists
+                # already is used as it is, like any planned name that exists (a run that lost its
+                # journal finds '_backup' again instead of making '_backup (2)').
+                for name in name_candidates(target, ns, claimed - {target}, keep=parent):
+                    if name in existing:
+                        chosen = name
+                        break
+                    try:
+                        if role and create_special is not None:
+                            create_special(name, role)
+                        else:
+                            dst.create_folder(name)
+                    except FolderRefused as exc:
+                        refusals.append(exc)
+                        continue
+                    chosen = name
+                    break
+                if chosen is None:
+                    why = refusals[0].message + (f" ({len(refusals)} names tried)" if len(refusals) > 1 else "")
+                    self._refused[m.source] = why
+                    self.progress.event(f"{m.source}: {why}")
+                    out.append(dataclasses.replace(m, target=None, reason=f"not created: {why}"))
+                    continue
+                if chosen != target:
+                    taken.add(chosen)
+                    claimed.add(chosen)
+                    renamed_parent[target] = chosen
+                    self.report.renamed_folders.append(
+                        {"source": m.source, "wanted": target, "target": chosen, "reason": refusals[0].message})
+                existing.add(chosen)
+                out.append(dataclasses.replace(m, target=chosen))
+                record(m, chosen)
+                flush()  # created: from now on this is where the folder lives, even after a crash
+        finally:
             try:
-                dst.create_folder(target)
-            except FolderRefused as exc:
-                new = fallback_name(target, ns, taken)
-                dst.create_folder(new)  # a second refusal is a real problem: let it surface
-                taken.add(new)
-                renamed_parent[target] = new
-                self.report.renamed_folders.append(
-                    {"source": m.source, "wanted": target, "target": new, "reason": exc.message})
-                target = new
-            existing.add(target)
-            out.append(dataclasses.replace(m, target=target))
+                flush()
+            finally:
+                journal.close()
         plan.mappings = out
         return plan
+
+    def _count_refused_folders(self) -> None:
+        """A folder the target refused under every name: its messages count as failed (the job
+        ends "partial"), with the server's answer as the reason."""
+        refused: dict[str, str] = getattr(self, "_refused", {})
+        counts: dict[str, int] = getattr(self, "_refused_counts", {})
+        for fr in self.report.folders:
+            why = refused.get(fr.source)
+            if why is None or fr.failures:
+                continue
+            fr.source_messages = fr.source_messages or counts.get(fr.source, 0)
+            fr.failed = counts.get(fr.source, 0)
+            fr.note = f"not created: {why}"
+            fr.failures.append(Failure(folder=fr.source, reason=f"folder not created: {why}"))
 
     # --- real run -------------------------------------------------------------------------
 
@@ -342,6 +427,12 @@ class Job:
                     limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
                 self._append_limit = limit
                 statuses = src.statuses([m.source for m in plan.mappings if m.target is not None and m.selectable])
+                refused = [m.source for m in plan.mappings if m.source in self._refused and m.selectable]
+                self._refused_counts = {k: v.exists for k, v in src.statuses(refused).items()} if refused else {}
+                # The target's side too (one more LIST-STATUS): a folder is settled without a look
+                # only when both sides are as the last complete pass left them.
+                self._target_statuses = dst.statuses(sorted({m.target for m in plan.mappings
+                                                             if m.target is not None and m.selectable}))
                 return plan, statuses
             except (RetryableError, ConnectFailed) as exc:
                 if (isinstance(exc, ConnectFailed) and attempt == 0) or attempt >= self.spec.retries:
@@ -399,7 +490,8 @@ class Job:
         c = counts.get(m.source, {})
         if not (st and rec and rec.complete and rec.target_folder == m.target and not c.get("failed")
                 and (rec.uidvalidity, rec.uidnext, rec.exists) == (st.uidvalidity, st.uidnext, st.exists)
-                and st.highestmodseq is not None and rec.highestmodseq == st.highestmodseq):
+                and st.highestmodseq is not None and rec.highestmodseq == st.highestmodseq
+                and target_as_recorded(rec, self._target_statuses.get(m.target or ""))):
             return False
         report.source_messages = st.exists
         report.skipped_duplicates = c.get("copied", 0) + c.get("duplicate", 0)
@@ -419,7 +511,9 @@ class Job:
             n = 1
             if self.spec.connections > 1 and size >= SPLIT_MIN:
                 n = min(self.spec.connections, max(2, size // SPLIT_PER))
-            group = _Group(mapping=m, scan=FolderScan(status=self._statuses.get(m.source)), remaining=n,
+            group = _Group(mapping=m, scan=FolderScan(status=self._statuses.get(m.source),
+                                                      target_status=self._target_statuses.get(m.target or "")),
+                           remaining=n,
                            report=reports[m.source])
             out += [_Part(group, i, n, FolderReport(source=m.source, target=m.target)) for i in range(n)]
         return sorted(out, key=lambda p: p.index)  # first parts of every folder first (largest first)
@@ -482,6 +576,8 @@ class Job:
             r.bytes += x.bytes
             r.dropped_keywords += x.dropped_keywords
             r.flags_updated += x.flags_updated
+            r.restored += x.restored
+            r.stored_differently += x.stored_differently
             r.source_messages = max(r.source_messages, x.source_messages)
             r.duration_s = max(r.duration_s, x.duration_s)
             r.note = x.note or r.note
@@ -497,10 +593,15 @@ class Job:
         if all_mail:
             settings.exclude_keys = lambda: self._keys_elsewhere(journal, self.spec.job_id, m.source)
         self.progress.folder_state(m.source, "copying")
-        for attempt in range(self.spec.retries + 1):
+        attempt = 0
+        while True:
             if self.cancel.is_set():
                 report.note = "stopped: the job was interrupted"
                 return
+            # An attempt that moved on before the connection went (copied messages, or narrowed a
+            # drop down to one message, which fails after MAX_ALONE_DROPS) does not use up a
+            # retry: a folder with several poison messages still finishes, in bounded time.
+            before = self._headway(p)
             try:
                 # A retry redoes this part: keep what this run copied, recount the rest.
                 report.skipped_duplicates = 0
@@ -520,10 +621,18 @@ class Job:
             except Cancelled:
                 report.note = "stopped: the job was interrupted"
                 return
+            except (FolderRefused, MessageError) as exc:
+                # This folder alone fails (the server will not open it, or refuses what it must
+                # read to copy it); every other folder goes on.
+                conns.reset()
+                self._fail_folder(p, exc)
+                return
             except (RetryableError, ConnectFailed) as exc:
                 # ConnectFailed here means the server went away after we had connected (restart,
                 # network blip): worth retrying. At the very first connect it is fatal (see _run).
                 conns.reset()
+                if self._headway(p) != before:
+                    attempt = 0
                 if attempt >= self.spec.retries:
                     raise
                 delay = _backoff(self.spec, attempt, exc)
@@ -532,10 +641,31 @@ class Job:
                 self.progress.event(f"{m.source}: {exc.reference}, retrying in {delay:.1f}s")
                 if self.cancel.wait(delay):
                     return
+                attempt += 1
             except FatalError:
                 conns.reset()
                 self.progress.folder_state(m.source, "failed")
                 raise
+
+    @staticmethod
+    def _headway(p: _Part) -> tuple[int, int, int]:
+        return p.report.copied, p.report.restored, sum(p.group.scan.alone_drops.values())
+
+    def _fail_folder(self, p: _Part, exc: MigrateError) -> None:
+        """Count what this part could not copy as failed, with the server's answer."""
+        m, report = p.group.mapping, p.report
+        st = p.group.scan.status or self._statuses.get(m.source)
+        with self._lock:
+            total = max(report.source_messages, st.exists if st else 0)
+            if p.count > 1:  # each part answers for its share
+                total = total * (p.index + 1) // p.count - total * p.index // p.count
+            done = report.copied + report.restored + report.skipped_duplicates + report.failed
+            missing = max(0, total - done)
+            report.failed += missing
+            report.failures.append(Failure(folder=m.source, reason=exc.message))
+            report.note = f"folder failed: {exc.message}"
+        self.progress.count(m.source, failed=missing)
+        self.progress.folder_state(m.source, "failed")
 
     @staticmethod
     def _keys_elsewhere(journal: Journal, job_id: str, source_folder: str) -> set[str]:
@@ -557,6 +687,8 @@ class Job:
                 self.report.folders.append(fr)
                 if m.target is None or not m.selectable:
                     continue
+                if m.target not in existing:  # recorded by the closed gate: what a real run would do
+                    self._gate.allow("create-folder", f"{self.spec.target_label}: {m.target}")
                 metas = list(src.fetch_meta(m.source, None, with_keys=True))
                 fr.source_messages = len(metas)
                 keys = [key_of(x) for x in metas]
@@ -575,5 +707,7 @@ class Job:
                 sizes = {x.uid: x.size for x in metas}
                 fr.bytes = sum(sizes[u] for u in copy)
                 fr.note = f"{m.reason}; would copy {len(copy)}, already present {len(dup)}"
+                if copy:
+                    self._gate.allow("append", f"{self.spec.target_label}: {len(copy)} message(s) into {m.target}")
         finally:
             conns.reset()

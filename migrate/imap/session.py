@@ -7,6 +7,7 @@ never reused.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 
 from ..accounts import ImapAccount, Secret
+from ..dedupe.keys import split_raw
 from ..endpoint import statuses_one_by_one
 from ..errors import AuthFailed, ConnectionLost, FolderRefused, MigrateError, OverQuota, Throttled
 from ..models import (
@@ -42,6 +44,8 @@ BODY_BATCH = 50  # messages per body FETCH; the engine sizes its uid lists for m
 TEXT_HEAD = 4096  # bytes of body text fetched for messages without Message-ID
 HEADER_FIELDS = "MESSAGE-ID DATE FROM TO CC SUBJECT"
 _MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:")
+HEAD_PROBE = 65536  # bytes of a message without Message-ID read to find where its text starts
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _SPECIAL = {s.lower(): s for s in SPECIAL_USES}
 
 
@@ -164,16 +168,30 @@ class ImapEndpoint:
             self._run("ENABLE CONDSTORE", c.enable, "CONDSTORE")
 
     def capabilities(self) -> Capabilities:
-        """Server capabilities; ``permanent_flags`` are INBOX's (SELECTed once, lazily)."""
+        """Server capabilities; ``permanent_flags`` are INBOX's (SELECTed once, lazily).
+
+        The selection in place before that probe (a folder being read) is restored after it:
+        asking for capabilities never changes which mailbox later UID commands address."""
         self._c()
         assert self._caps is not None
         if self._caps.permanent_flags is None and "INBOX" not in self._permanent:
+            before, writable = self._selected, self._writable
             try:
                 pf = self.permanent_flags("INBOX")
             except FolderRefused:  # an odd server without a selectable INBOX: flags unknown
                 self._permanent["INBOX"] = pf = None
             self._caps = replace(self._caps, permanent_flags=pf)
+            self._restore_selection(before, writable)
         return self._caps
+
+    def _restore_selection(self, folder: str | None, writable: bool) -> None:
+        if self._selected == folder and self._writable == writable:
+            return
+        if folder is None:
+            self._unselect()
+            return
+        with contextlib.suppress(FolderRefused):  # gone meanwhile: left unselected; the next read reports it
+            self._select(folder, writable=writable, fresh=True)
 
     def permanent_flags(self, folder: str) -> frozenset[str] | None:
         """PERMANENTFLAGS of ``folder``; None if the server did not say.
@@ -257,6 +275,19 @@ class ImapEndpoint:
         # Subscription is cosmetic (some servers refuse it): a refusal is ignored.
         self._try(f"SUBSCRIBE {name!r}", self._c().subscribe_folder, name)
 
+    def create_special_folder(self, name: str, special_use: str) -> None:
+        """``create_folder`` for a special folder (``\\Archive``...): ``CREATE name (USE (\\Archive))``
+        (RFC 6154) where the server advertises CREATE-SPECIAL-USE, so that the folder is marked
+        and found again by its attribute; a plain CREATE elsewhere, or if that one is refused."""
+        c = self._c()
+        assert self._caps is not None
+        if "CREATE-SPECIAL-USE" in self._caps.raw:
+            refused = self._try(f"CREATE {name!r} (USE ({special_use}))", _create_with_use, c, name, special_use)
+            if not isinstance(refused, str) or classify.already_exists(refused):
+                self._try(f"SUBSCRIBE {name!r}", self._c().subscribe_folder, name)
+                return
+        self.create_folder(name)
+
     def _select(self, folder: str, *, writable: bool, fresh: bool = False) -> dict[bytes, Any]:
         """EXAMINE (read-only) or SELECT; reuses the current selection when it is enough."""
         if not fresh and self._selected == folder and (self._writable or not writable):
@@ -270,11 +301,33 @@ class ImapEndpoint:
             resp = self._try(f"SELECT {folder!r}", c.select_folder, folder, readonly=not writable)
         if isinstance(resp, str):
             raise classify.select_refusal(resp, folder)
-        self._selected, self._writable = folder, writable and b"READ-WRITE" in resp
+        # SELECT opens read-write unless the server says READ-ONLY (RFC 3501 6.3.1).
+        self._selected, self._writable = folder, writable and b"READ-ONLY" not in resp
         if writable:
             pf = resp.get(b"PERMANENTFLAGS")
             self._permanent[folder] = frozenset(_s(f) for f in pf) if pf is not None else None
         return resp
+
+    def _unselect(self) -> None:
+        """Leave the selected mailbox without expunging anything: UNSELECT (RFC 3691) where
+        offered, else CLOSE, which expunges only a read-write selection, so such a selection is
+        first turned into an EXAMINE."""
+        folder = self._selected
+        if folder is None:
+            return
+        c = self._c()
+        assert self._caps is not None
+        if "UNSELECT" in self._caps.raw:
+            self._selected = None
+            if not isinstance(self._try("UNSELECT", _unselect_command, c), str):
+                return
+            self._selected = folder  # refused: still selected
+        if self._writable:
+            self._select(folder, writable=False, fresh=True)
+        self._selected = None
+        refused = self._try("CLOSE", c.close_folder)
+        if isinstance(refused, str):
+            raise classify.select_refusal(refused, folder)
 
     def status(self, folder: str) -> FolderStatus:
         resp = self._select(folder, writable=False, fresh=True)
@@ -336,9 +389,7 @@ class ImapEndpoint:
                 no_id = [u for u in sorted(got) if not _MESSAGE_ID.search(
                     wire.fetch_key(got[u], b"BODY[HEADER.FIELDS") or b"")]
                 if no_id:
-                    text = self._run(f"UID FETCH text {folder!r}", wire.uid_fetch, c, no_id,
-                                     [f"BODY.PEEK[TEXT]<0.{TEXT_HEAD}>"])
-                    heads = {u: wire.fetch_key(d, b"BODY[TEXT]") or b"" for u, d in text.items()}
+                    heads = self._text_heads(folder, no_id)
             for uid in sorted(got):
                 d = got[uid]
                 yield MessageMeta(
@@ -346,6 +397,29 @@ class ImapEndpoint:
                     internaldate=_date(d.get(b"INTERNALDATE")),
                     header=(wire.fetch_key(d, b"BODY[HEADER.FIELDS") or b"") if with_keys else b"",
                     text_head=heads.get(uid) if uid in heads else None, modseq=_int(d.get(b"MODSEQ")))
+
+    def _text_heads(self, folder: str, uids: list[int]) -> dict[int, bytes]:
+        """The start of the text of messages without Message-ID (their dedupe fingerprint).
+
+        Read as the start of the whole message and split at the first blank line here, the way
+        ``keys.split_raw`` does for a local store: servers disagree on ``BODY[TEXT]`` of a
+        malformed message (Cyrus answers "" for some MIME it cannot parse), but not on its bytes.
+        Only a header longer than the probe falls back to the server's ``BODY[TEXT]``."""
+        c = self._c()
+        got = self._run(f"UID FETCH start {folder!r}", wire.uid_fetch, c, uids, [f"BODY.PEEK[]<0.{HEAD_PROBE}>"])
+        heads: dict[int, bytes] = {}
+        long_header: list[int] = []
+        for uid, d in got.items():
+            start = wire.fetch_key(d, b"BODY[]") or b""
+            if len(start) < HEAD_PROBE or _BLANK_LINE.search(start):
+                heads[uid] = split_raw(start)[1]
+            else:
+                long_header.append(uid)
+        if long_header:
+            text = self._run(f"UID FETCH text {folder!r}", wire.uid_fetch, c, long_header,
+                             [f"BODY.PEEK[TEXT]<0.{TEXT_HEAD}>"])
+            heads.update((u, wire.fetch_key(d, b"BODY[TEXT]") or b"") for u, d in text.items())
+        return heads
 
     def fetch_messages(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
         c = self._c()
@@ -360,24 +434,27 @@ class ImapEndpoint:
                 body = d.get(b"BODY[]")
                 if not isinstance(body, bytes):
                     continue  # expunged meanwhile: the server sent only flags
-                if b"\x80" in body and b"BINARY" in self._caps_raw():
-                    body = self._nul_restored(uid, body)
+                if b"\x80" in body and self._caps is not None and "BINARY" in self._caps.raw:
+                    body = self._nul_restored(folder, uid, body)
                 yield RawMessage(uid=uid, body=body, flags=_flags(d.get(b"FLAGS", ())),
                                  internaldate=_date(d.get(b"INTERNALDATE")))
 
-    def _caps_raw(self) -> set[bytes]:
-        return {c.encode() if isinstance(c, str) else c for c in self.capabilities().raw}
-
-    def _nul_restored(self, uid: int, body: bytes) -> bytes:
+    def _nul_restored(self, folder: str, uid: int, body: bytes) -> bytes:
         """Dovecot hands a stored NUL back as 0x80 in ``BODY[]``; only ``BINARY[]`` has the real
         byte. Take the BINARY form only when it differs from BODY[] exactly at such bytes (so a
-        server that would decode a transfer encoding here can never change the message)."""
+        server that would decode a transfer encoding here can never change the message).
+
+        The caller may have used this connection between two yielded messages: the UID is
+        fetched from ``folder``, re-selected if another mailbox is selected now."""
+        self._select(folder, writable=False)
         c = self._c()
         typ, data = self._run(f"UID FETCH binary uid {uid}", c._imap.uid, "FETCH", str(uid), "(BINARY.PEEK[])")
         if typ != "OK":
             return body
+        own_uid = re.compile(rb"\bUID %d\b" % uid)
         binary = next((part[1] for part in data if isinstance(part, tuple) and len(part) == 2
-                       and isinstance(part[1], bytes)), None)
+                       and isinstance(part[1], bytes) and isinstance(part[0], bytes)
+                       and own_uid.search(part[0])), None)
         if binary is None or len(binary) != len(body):
             return body
         if all(a == b or (a == 0x80 and b == 0) for a, b in zip(body, binary, strict=True)):
@@ -388,10 +465,16 @@ class ImapEndpoint:
 
     def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendResult]:
         self.last_dropped_flags = []
+        if self._selected is not None and not self._writable:
+            # Some servers refuse APPEND while the connection has a mailbox EXAMINEd
+            # ("NO Current box is selected READ-ONLY"), e.g. the target folder after a scan.
+            self._unselect()
         return append_items(self, folder, items)
 
     def set_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         self._select(folder, writable=True)
+        if not self._writable:  # never STORE on a read-only selection
+            raise FolderRefused(f"{self.label}: folder {folder!r} opens read-only; flags not stored")
         c = self._c()
         keep = [f for f in flags if f not in NON_COPYABLE_FLAGS]
         self._run(f"UID STORE {uid} in {folder!r}", c.set_flags, [uid], keep, silent=True)
@@ -405,6 +488,12 @@ class _Refused(MigrateError):
         self.text = text
 
 
+def _create_with_use(client: IMAPClient, name: str, special_use: str) -> None:
+    """``CREATE name (USE (<attribute>))``; the name encoded and quoted as imapclient does it."""
+    typ, data = client._imap._simple_command("CREATE", client._normalise_folder(name), f"(USE ({special_use}))")
+    client._checkok("create", typ, data)
+
+
 def _plain_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
@@ -412,6 +501,15 @@ def _plain_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if classify.is_connection_loss(exc):
             raise
         raise _Refused(classify.text_of(exc)) from exc
+
+
+def _unselect_command(client: IMAPClient) -> None:
+    """UNSELECT (RFC 3691). imapclient's ``unselect_folder`` returns a NO answer's text
+    instead of raising it; a refusal must be seen here."""
+    typ, data = client._imap._simple_command("UNSELECT")
+    if typ != "OK":
+        raise imap_exc.IMAPClientError(f"UNSELECT: {_s(data[0]) if data and data[0] else typ}")
+    client._imap.state = "AUTH"
 
 
 def _per_login(account: ImapAccount) -> ImapAccount:

@@ -89,6 +89,8 @@ def _job_doc(r: JobReport, lang: str) -> _Doc:
         (t["label_status"], t.get(f"status_{r.status}", clean(r.status))),
         (t["label_job"], clean(r.job_id)),
     ]
+    if r.totals.restored:
+        facts.append((t["label_restored"], t["restored_text"].format(n=n(r.totals.restored))))
     if r.error:
         facts.append((t["label_error"], clean(r.error.message, 500)))
         if r.error.hint:

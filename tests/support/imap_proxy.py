@@ -9,10 +9,17 @@ answers chosen tagged commands itself, the way a provider answers when it thrott
     proxy.events  # (monotonic time, connection id, "answered"|"forwarded", command line head)
 
 A rule matches the command line after the tag (regex, bytes). ``nth`` counts matching commands
-over all connections; the rule fires once. A command the proxy answers never reaches the server:
-its literals (LITERAL+ or synchronizing) are swallowed, so nothing half-sent is stored. The
+over all connections; the rule fires once (``every=True``: on every match from the nth on).
+A command the proxy answers never reaches the server: its literals (LITERAL+ or synchronizing) are swallowed, so nothing half-sent is stored. The
 client is never pipelining (imaplib waits for each tagged answer), so an injected line can't land
 in the middle of a server response.
+
+``when(selection, command)`` narrows a rule by connection state: ``selection`` is the last
+SELECT/EXAMINE/CLOSE/UNSELECT command line (after the tag) the proxy forwarded on that
+connection, None before any (``proxy.selection``: connection id -> that line):
+
+    proxy.answer(rb"^APPEND ", every=True, reply=b"NO Current box is selected READ-ONLY",
+                 when=lambda sel, cmd: sel is not None and sel.upper().startswith(b"EXAMINE "))
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
+_SELECTION = re.compile(rb"^(SELECT|EXAMINE|CLOSE|UNSELECT)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -33,6 +42,8 @@ class _Rule:
     nth: int
     reply: bytes | None  # "NO ..." (without tag)
     bye: bytes | None  # "* BYE <bye>" then close
+    when: Callable[[bytes | None, bytes], bool] | None = None  # (connection's selection, command)
+    every: bool = False
     seen: int = 0
     fired: bool = False
 
@@ -44,6 +55,7 @@ class ImapAnswerProxy:
         self.port: int | None = None
         self.connections = 0
         self.events: list[tuple[float, int, str, bytes]] = []
+        self.selection: dict[int, bytes] = {}  # connection id -> last selection command forwarded
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
@@ -52,11 +64,12 @@ class ImapAnswerProxy:
         self._threads: list[threading.Thread] = []
 
     # --- control
-    def answer(self, pattern: bytes, *, nth: int = 1, reply: bytes | None = None, bye: bytes | None = None) -> None:
+    def answer(self, pattern: bytes, *, nth: int = 1, reply: bytes | None = None, bye: bytes | None = None,
+               when: Callable[[bytes | None, bytes], bool] | None = None, every: bool = False) -> None:
         if (reply is None) == (bye is None):
             raise ValueError("give exactly one of reply= or bye=")
         with self._lock:
-            self._rules.append(_Rule(re.compile(pattern, re.IGNORECASE), nth, reply, bye))
+            self._rules.append(_Rule(re.compile(pattern, re.IGNORECASE), nth, reply, bye, when, every))
 
     @property
     def fired(self) -> int:
@@ -146,14 +159,17 @@ class ImapAnswerProxy:
             _close(client)
             _close(upstream)
 
-    def _match(self, command: bytes) -> _Rule | None:
+    def _match(self, command: bytes, cid: int = 0) -> _Rule | None:
         with self._lock:
             hit = None
+            selection = self.selection.get(cid)
             for r in self._rules:
-                if r.fired or not r.pattern.search(command):
+                if (r.fired and not r.every) or not r.pattern.search(command):
+                    continue
+                if r.when is not None and not r.when(selection, command):
                     continue
                 r.seen += 1
-                if r.seen == r.nth and hit is None:
+                if (r.seen == r.nth or (r.every and r.seen > r.nth)) and hit is None:
                     r.fired = True
                     hit = r
             return hit
@@ -196,7 +212,10 @@ class ImapAnswerProxy:
                     m = _LITERAL.search(body)
                     if not in_command:
                         tag, _, command = body.partition(b" ")
-                        rule = self._match(command)
+                        rule = self._match(command, cid)
+                        if rule is None and _SELECTION.match(command):
+                            with self._lock:
+                                self.selection[cid] = command
                         if self.watch.search(command):
                             self.events.append((time.monotonic(), cid, "answered" if rule else "forwarded",
                                                 command[:120]))

@@ -40,6 +40,7 @@ class _Rule:
     # cut_after counts from the moment it was armed: connection id -> byte position at arming.
     start_pos: dict | None = None
     only_conn: int | None = None  # set when a pattern's cut point spilled past one read
+    every: bool = False  # cut_when(every=True): stays armed, cuts every connection that sends it
 
 
 class _Conn:
@@ -125,15 +126,19 @@ class FaultProxy:
             self._rules.append(_Rule(direction, n_bytes=n_bytes, rst=rst, start_pos=start))
 
     def cut_when(
-        self, pattern: bytes, direction: str = "upstream", *, offset: int = 0, rst: bool = False
+        self, pattern: bytes, direction: str = "upstream", *, offset: int = 0, rst: bool = False,
+        every: bool = False,
     ) -> None:
         """Cut when `pattern` passes in `direction`. Bytes before pattern start + offset are
         forwarded: offset=0 -> the peer never sees the pattern; offset=len(pattern)+k -> the
-        pattern and k more bytes get through (e.g. cut in the middle of an APPEND literal)."""
+        pattern and k more bytes get through (e.g. cut in the middle of an APPEND literal).
+        every=True (offset 0 only): the rule never disarms, like a middlebox that always cuts."""
         if not pattern:
             raise ValueError("empty pattern")
+        if every and offset:
+            raise ValueError("every=True cuts at the pattern (offset 0)")
         with self._lock:
-            self._rules.append(_Rule(_check_dir(direction), pattern=pattern, offset=offset, rst=rst))
+            self._rules.append(_Rule(_check_dir(direction), pattern=pattern, offset=offset, rst=rst, every=every))
 
     def stall(self, seconds: float) -> None:
         """Stop forwarding (both directions, all connections) for `seconds` from now."""
@@ -279,5 +284,6 @@ class FaultProxy:
                 conn.tail[d] = (tail + data)[-keep:] if keep else b""
             if best is None:
                 return data, None
-            self._rules.remove(best[1])
+            if not best[1].every:
+                self._rules.remove(best[1])
             return data[: best[0]], best[1]

@@ -550,3 +550,74 @@ def test_scan_keeps_headers_only_where_a_failure_may_need_them() -> None:
     named = _identified(slim, body)
     assert (message_id_of(named), subject_of(named), named.uid, named.size) == ("a@x", "Quartalszahlen", 1, 500)
     assert _identified(slim, None) is slim and _identified(big, body) is big
+
+
+# --- names the target refuses: ever safer candidates ----------------------------------------------
+
+
+def test_candidates_go_from_the_name_down_to_plain_ascii():
+    from migrate.folders import name_candidates
+
+    assert name_candidates('Projekt "Q1"', SLASH) == ['Projekt "Q1"', "Projekt _Q1_"]
+    assert name_candidates("R&D 🚀 Müller", SLASH) == ["R&D 🚀 Müller", "R&D Müller", "R_D Muller"]
+    assert name_candidates("~Ablage 📁", SLASH) == ["~Ablage 📁", "_Ablage 📁", "_Ablage"]
+    assert name_candidates("50% *wild* a\\b", SLASH)[-1] == "50_ _wild_ a_b"
+    assert name_candidates("日本語", SLASH) == ["日本語", "_"]
+    assert name_candidates("❤️ Love", SLASH) == ["❤️ Love", "❤ Love", "_ Love"]
+    # every level of a path (below the namespace prefix), the separator kept
+    assert name_candidates("INBOX.Ä.\"b\"", INBOX_DOT) == ["INBOX.Ä.\"b\"", "INBOX.Ä._b_", "INBOX.A._b_"]
+
+
+def test_candidates_keep_an_existing_parent_and_suffix_only_taken_names():
+    from migrate.folders import name_candidates
+
+    # '.x' exists already (a server that allows it): only the new level is rewritten
+    assert name_candidates(".x/~y", SLASH, keep=".x") == [".x/~y", ".x/_y"]
+    assert name_candidates(".x/~y", SLASH) == [".x/~y", "_x/_y"]
+    assert name_candidates("~a", SLASH, {"_a", "_a (2)"}) == ["~a", "_a (3)"]
+    assert name_candidates('~a"', SLASH, {"_a_"}) == ['~a"', '_a"', "_a_ (2)"]
+    # nothing to rewrite: one more try under a suffix, as before; INBOX never changes
+    assert name_candidates("Files", SLASH, {"Files (2)"}) == ["Files", "Files (3)"]
+    assert name_candidates("INBOX", SLASH) == ["INBOX"]
+
+
+@given(st.text(min_size=1, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_last_candidate_is_plain_ascii_and_all_are_distinct(name):
+    from migrate.folders import name_candidates
+
+    cands = name_candidates(name, SLASH, {"_"})
+    assert len(set(cands)) == len(cands) and cands[0] == name
+    last = cands[-1]
+    if name.upper() != "INBOX":
+        assert last.isascii() and not any(c in last for c in '"\\%*&~') and last.strip() == last
+        assert all(p and p[0] not in "~." for p in last.split("/"))
+
+
+# --- a mapping recorded by an earlier run -----------------------------------------------------------
+
+
+def test_recorded_mapping_wins_over_detection_and_children_follow():
+    # The run that created "Archive" on a target without SPECIAL-USE next to a user's "ARCHIVE".
+    src = [F("INBOX"), F("Archive", use="\\Archive"), F("ARCHIVE"), F("~b"), F("~b/new")]
+    tgt = [F("INBOX"), F("ARCHIVE"), F("Archive"), F("_b")]
+    recorded = {"Archive": "Archive", "ARCHIVE": "ARCHIVE", "~b": "_b"}
+    plan = plan_folders(SLASH, src, SLASH, tgt, recorded=recorded)
+    assert mapping(plan) == {"INBOX": "INBOX", "Archive": "Archive", "ARCHIVE": "ARCHIVE", "~b": "_b",
+                             "~b/new": "_b/new"}
+    assert not plan.renamed
+    reasons = {m.source: m.reason for m in plan.mappings}
+    assert reasons["Archive"] == "special" and reasons["~b"] == "folder"
+
+
+def test_recorded_names_claim_first_and_an_override_still_wins():
+    src = [F("INBOX"), F("_b"), F("~b"), F("Old")]
+    plan = plan_folders(SLASH, src, SLASH, [F("INBOX")], recorded={"~b": "_b", "Old": "Old"},
+                        map_folder={"Old": "Archive/Old"})
+    assert mapping(plan) == {"INBOX": "INBOX", "_b": "_b (2)", "~b": "_b", "Old": "Archive/Old"}
+
+
+def test_recorded_special_folder_missing_on_the_target_is_created_with_its_role():
+    src = [F("INBOX"), F("Archive", use="\\Archive")]
+    plan = plan_folders(SLASH, src, SLASH, [F("INBOX")], recorded={"Archive": "Archiv"})
+    assert mapping(plan)["Archive"] == "Archiv" and plan.new_special == {"\\Archive": "Archiv"}
