@@ -76,9 +76,9 @@ def _chunks(prepared: list[Prepared]) -> list[tuple[int, list[Prepared]]]:
     return out
 
 
-def _send(ep: ImapEndpoint, folder: str, batch: list[Prepared]) -> tuple[bool, str]:
+def _send(ep: ImapEndpoint, folder: str, batch: list[Prepared], *, binary: bool = False) -> tuple[bool, str]:
     what = f"APPEND to {folder!r}"
-    res = ep._try(what, wire.raw_append, ep._c(), folder, batch)
+    res = ep._try(what, wire.raw_append, ep._c(), folder, batch, binary=binary)
     if isinstance(res, str):  # BAD
         return False, res
     ok, text = res
@@ -100,8 +100,19 @@ def _multi(ep: ImapEndpoint, folder: str, chunk: list[Prepared]) -> list[AppendR
             for i in range(len(chunk))]
 
 
+def _needs_binary(body: bytes) -> bool:
+    """NUL, or a LF or CR that is not part of a CRLF: what a strict server refuses in a literal."""
+    return b"\x00" in body or body.count(b"\n") != body.count(b"\r\n") or body.count(b"\r") != body.count(b"\r\n")
+
+
 def _single(ep: ImapEndpoint, folder: str, item: Prepared, index: int) -> AppendResult:
     ok, text = _send(ep, folder, [item])
+    if not ok and _needs_binary(item[0]) and ep._caps is not None and "BINARY" in ep._caps.raw:
+        # Refused as it is (Cyrus: "Message contains NUL characters" / "bare newlines"): the
+        # same bytes as a literal8 (RFC 3516) are stored exactly.
+        ok_binary, text_binary = _send(ep, folder, [item], binary=True)
+        if ok_binary:
+            ok, text = ok_binary, text_binary
     if not ok:
         err = classify.append_refusal(text, f"{ep.label}: APPEND to {folder!r}")
         if not isinstance(err, MessageError):

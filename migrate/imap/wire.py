@@ -137,16 +137,21 @@ def valid_flag(flag: str) -> bool:
 
 
 def raw_append(client: IMAPClient, folder: str,
-               items: Sequence[tuple[bytes, Sequence[str], datetime | None]]) -> tuple[bool, bytes]:
+               items: Sequence[tuple[bytes, Sequence[str], datetime | None]], *, binary: bool = False) -> tuple[bool, bytes]:
     """APPEND (one item) or MULTIAPPEND (several), each body sent byte-exact as a literal.
 
     imapclient's ``append`` goes through ``imaplib.IMAP4.append``, which rewrites every bare LF
     and CR to CRLF, so the command is written here with imaplib's primitives. Flags must already
-    be ``valid_flag``. Returns (ok, server text); a BAD answer raises ``imaplib.IMAP4.error``.
+    be ``valid_flag``. ``binary`` sends literal8 (``~{n}``, RFC 3516): a server that refuses NUL or
+    bare LF in a plain literal (Cyrus) stores them from one. Returns (ok, server text); a BAD
+    answer raises ``imaplib.IMAP4.error``.
     """
     imap = client._imap
     caps = client.capabilities()
     nonsync_max = NONSYNC_MAX if b"LITERAL+" in caps else 4096 if b"LITERAL-" in caps else -1
+    if binary:
+        nonsync_max = -1  # rare, and a refusal must come before the bytes
+    mark = b" ~{" if binary else b" {"
     tag: bytes = imap._new_tag()
     line = tag + b" APPEND " + folder_arg(client, folder)
     for body, flags, date in items:
@@ -155,9 +160,9 @@ def raw_append(client: IMAPClient, folder: str,
         if date is not None:
             line += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
         if len(body) <= nonsync_max:
-            imap.send(line + b" {%d+}\r\n" % len(body))
+            imap.send(line + mark + b"%d+}\r\n" % len(body))
         else:
-            imap.send(line + b" {%d}\r\n" % len(body))
+            imap.send(line + mark + b"%d}\r\n" % len(body))
             while imap._get_response() is not None:  # None = the "+" continuation
                 if imap.tagged_commands.get(tag):
                     break  # refused before the literal: the command is over
@@ -225,7 +230,7 @@ def list_status(client: IMAPClient, items: Sequence[str]) -> dict[str, dict[byte
 # reads ~8x faster. Anything it does not fully understand goes to imapclient's parser instead.
 
 _FETCH_TOKEN = re.compile(
-    rb' *(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(\{\d+\+?\}$)|'
+    rb' *(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(~?\{\d+\+?\}$)|'
     rb'([^ ()"{}\[\]]+(?:\[[^\]]*\](?:<\d+(?:\.\d+)?>)?)?))')
 _INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
 _MONTHS = {m: i for i, m in enumerate((b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep",
