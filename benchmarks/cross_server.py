@@ -87,6 +87,9 @@ class Result:
     fresh_s: float
     after: hostile.Verdict
     source_unchanged: bool
+    detail: Breakdown
+    src_sep: str
+    dst_sep: str
     problems: list[str] = field(default_factory=list)
 
 
@@ -130,6 +133,89 @@ def _rerun_copies(report) -> list[str]:
             for f in report.folders if f.copied or f.restored]
 
 
+def _kind(it: hostile.Item) -> str:
+    if it.name.startswith("corpus "):
+        return "real (corpus)"
+    if it.name.startswith("filler "):
+        return "filler"
+    return re.sub(r" (\d|[AB])$", "", it.name)  # "twin 1"/"twin 2" -> "twin"
+
+
+@dataclass
+class Breakdown:
+    """Which kinds of message ended in which class, replaying ``hostile.judge``'s matching."""
+
+    kinds: dict[str, Counter] = field(default_factory=lambda: {
+        "flags_differ": Counter(), "stored_differently": Counter(), "failed": Counter(), "lost": Counter()})
+    # (missing on the target, extra on the target), or ("INTERNALDATE", source's, target's)
+    flag_diffs: Counter = field(default_factory=Counter)
+
+
+def breakdown(seeded: hostile.Seeded, src: dict, dst: dict, report) -> Breakdown:
+    from migrate.dedupe.keys import key_of_raw
+
+    by_bytes: dict[bytes, str] = {}
+    by_key: dict[str, str] = {}
+    for items in seeded.folders.values():
+        for it in items:
+            by_bytes.setdefault(it.msg, _kind(it))
+            by_key.setdefault(key_of_raw(it.msg), _kind(it))
+
+    def kind(body: bytes) -> str:
+        return by_bytes.get(body) or by_key.get(key_of_raw(body)) or "other"
+
+    b = Breakdown()
+    for f in report.folders:
+        rows = src.get(f.source, [])
+        target = dst.get(f.target, []) if f.target is not None else []
+        exact = Counter((r.body, r.flags, r.date) for r in target)
+        same_bytes = Counter(r.body for r in target)
+        flags_of: dict[bytes, list[tuple[str, ...]]] = {}
+        for r in target:
+            flags_of.setdefault(r.body, []).append(r.flags)
+        keys = Counter(key_of_raw(r.body) for r in target)
+        rest = []
+        for r in rows:
+            if exact[(r.body, r.flags, r.date)] > 0:
+                exact[(r.body, r.flags, r.date)] -= 1
+                same_bytes[r.body] -= 1
+                keys[key_of_raw(r.body)] -= 1
+            else:
+                rest.append(r)
+        fails = f.failed
+        for r in rest:
+            k = key_of_raw(r.body)
+            if same_bytes[r.body] > 0:
+                same_bytes[r.body] -= 1
+                keys[k] -= 1
+                b.kinds["flags_differ"][kind(r.body)] += 1
+                theirs = flags_of[r.body]
+                other = next((fl for fl in theirs if fl != r.flags), theirs[0])
+                if other != r.flags:
+                    diff = (tuple(sorted(set(r.flags) - set(other))), tuple(sorted(set(other) - set(r.flags))))
+                else:  # same flags: the INTERNALDATE differs
+                    dates = [x.date for x in target if x.body == r.body]
+                    diff = ("INTERNALDATE", _iso(r.date), _iso(dates[0])[:10] if dates else "?")
+                b.flag_diffs[diff] += 1
+            elif keys[k] > 0:
+                keys[k] -= 1
+                b.kinds["stored_differently"][kind(r.body)] += 1
+            elif fails > 0:
+                fails -= 1
+                b.kinds["failed"][kind(r.body)] += 1
+            else:
+                b.kinds["lost"][kind(r.body)] += 1
+    return b
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _naive(name: str, src_sep: str, dst_sep: str) -> str:
+    return name if name == "INBOX" else name.replace(src_sep, dst_sep)
+
+
 def run_direction(name: str, src_srv, dst_srv, src_label: str, dst_label: str, plan, connections: int,
                   log) -> Result:
     tag = re.sub(r"[^a-z0-9]", "", name.split("->")[0])[:10]
@@ -141,6 +227,10 @@ def run_direction(name: str, src_srv, dst_srv, src_label: str, dst_label: str, p
     t = time.monotonic()
     seeded = hostile.seed(src, plan)
     seed_s = time.monotonic() - t
+    with src.client() as c:
+        src_sep = hostile.layout(c)[1]
+    with dst.client() as c:
+        dst_sep = hostile.layout(c)[1]
     log(f"  seeded {seeded.messages} messages into {len(seeded.folders)} folders in {seed_s:.1f} s "
         f"(refused: {len(seeded.refused)} messages, {len(seeded.refused_folders)} folders)")
     t = time.monotonic()
@@ -157,6 +247,7 @@ def run_direction(name: str, src_srv, dst_srv, src_label: str, dst_label: str, p
         t = time.monotonic()
         dst_account = hostile.account(dst)
         verdict = hostile.judge(before, dst_account, first)
+        detail = breakdown(seeded, before, dst_account, first)
         log(f"  read back and judged in {time.monotonic() - t:.1f} s: exact {verdict.exact}, "
             f"flags differ {verdict.flags_differ}, stored differently {verdict.stored_differently}, "
             f"failed {verdict.failed}, lost {verdict.lost}")
@@ -179,8 +270,9 @@ def run_direction(name: str, src_srv, dst_srv, src_label: str, dst_label: str, p
         shutil.rmtree(journal_dir, ignore_errors=True)
 
     planned = sum(len(v) for v in plan.values())
-    res = Result(name, src_label, dst_label, seeded, seed_s, planned, len(before), len(dst_after), first, first_s,
-                 verdict, again, again_s, fresh, fresh_s, after, source_unchanged)
+    res = Result(name, src_label, dst_label, seeded, seed_s, planned, len(before), len(dst_after), first,
+                 first_s, verdict, again, again_s, fresh, fresh_s, after, source_unchanged, detail,
+                 src_sep, dst_sep)
     p = res.problems
     if verdict.lost:
         p.append(f"first import: {verdict.lost} source messages lost silently, e.g. "
@@ -222,6 +314,28 @@ def _reasons(counter: Counter) -> str:
     return "; ".join(f"{n} × {_code(r)}" for r, n in counter.most_common()) or "–"
 
 
+def _kinds(counter: Counter) -> str:
+    return "; ".join(f"{n} × {_md(k)}" for k, n in sorted(counter.items(), key=lambda x: (-x[1], x[0]))) or "–"
+
+
+def _flag_diffs(counter: Counter) -> str:
+    if not counter:
+        return "no flag differences"
+    out = []
+    for diff, n in counter.most_common():
+        if diff[0] == "INTERNALDATE":
+            out.append(f"{n} × same flags, other INTERNALDATE ({diff[1]} on the source, {diff[2]} on the target)")
+            continue
+        missing, extra = diff
+        what = []
+        if missing:
+            what.append("missing on the target " + " ".join(missing))
+        if extra:
+            what.append("added " + " ".join(extra))
+        out.append(f"{n} × {', '.join(what)}")
+    return "; ".join(out)
+
+
 def table(r: Result) -> list[str]:
     v, first, again, fresh = r.verdict, r.first, r.again, r.fresh
     s = r.seeded
@@ -242,13 +356,18 @@ def table(r: Result) -> list[str]:
         ("refused by the source when seeding", r.planned - s.messages,
          f"of {r.planned} planned; never existed on the source, not counted above: {src_refused}"),
         ("copied exactly", v.exact, "bytes, flags and INTERNALDATE as on the source"),
-        ("copied with different flags", v.flags_differ,
-         f"same bytes; report: {first.totals.dropped_keywords} keywords dropped"),
+        ("copied with different flags (or INTERNALDATE)", v.flags_differ,
+         f"same bytes; report: {first.totals.dropped_keywords} keywords dropped; "
+         f"{_flag_diffs(r.detail.flag_diffs)}; by kind [{_kinds(r.detail.kinds['flags_differ'])}]"),
         ("stored differently by the target", v.stored_differently,
          f"measured by reading back (same dedupe key, other bytes); the report's "
-         f"`totals.stored_differently` (by size): {first.totals.stored_differently}"),
-        ("failed", v.failed, f"report: {first.totals.failed}; reasons: {_reasons(v.reasons)}"),
-        ("**lost silently** (must be 0)", v.lost, "; ".join(_md(x) for x in v.lost_examples) or "–"),
+         f"`totals.stored_differently` (by size): {first.totals.stored_differently}; "
+         f"by kind [{_kinds(r.detail.kinds['stored_differently'])}]"),
+        ("failed", v.failed, f"report: {first.totals.failed}; reasons: {_reasons(v.reasons)}; "
+         f"by kind [{_kinds(r.detail.kinds['failed'])}]"),
+        ("**lost silently** (must be 0)", v.lost,
+         ("; ".join(_md(x) for x in v.lost_examples) + f"; by kind [{_kinds(r.detail.kinds['lost'])}]")
+         if v.lost else "–"),
         ("copies on a re-run (must be 0)", again.totals.copied,
          f"restored {again.totals.restored}; failed again {again.totals.failed}; status {again.status}; "
          f"{r.again_s:.1f} s"),
@@ -276,6 +395,13 @@ def table(r: Result) -> list[str]:
             out.append(f"| {_code(x.get('source', ''))} | {_code(x.get('wanted', ''))} | "
                        f"{_code(x.get('target', ''))} | {_md(x.get('reason', ''))} |")
         out.append("")
+    listed = {x.get("source") for x in first.renamed_folders}
+    quiet = [f for f in mapped if f.source not in listed and f.target != _naive(f.source, r.src_sep, r.dst_sep)]
+    if quiet:
+        out += [f"Other folders under another name than the source's with `{r.src_sep}` → `{r.dst_sep}` "
+                "(not in `report.renamed_folders`):", "", "| source | target |", "| --- | --- |"]
+        out += [f"| {_code(f.source)} | {_code(f.target)} |" for f in quiet]
+        out.append("")
     if r.problems:
         out += ["**Problems:**", ""] + [f"- {_md(p)}" for p in r.problems] + [""]
     return out
@@ -290,6 +416,8 @@ def header(args, plan, results: list[Result], versions: dict[str, str], total_s:
     kinds = Counter("corpus" if it.name.startswith("corpus ") else "filler" if it.name.startswith("filler ")
                     else "edge case" for it in items)
     mb = sum(len(it.msg) for it in items) / 1e6
+    edge_kinds = list(dict.fromkeys(_kind(it) for it in hostile.edge_cases(0)))
+    edge_sets = round(kinds["edge case"] / max(1, len(hostile.edge_cases(0))))
     used = sum(1 for v in plan.values() if v)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -298,9 +426,8 @@ def header(args, plan, results: list[Result], versions: dict[str, str], total_s:
         f"whole run {total_s:.0f} s (servers, seeding, imports, reading back).", "",
         f"**Mailbox** (`tests/support/hostile.py`, `mailbox({args.messages}, seed={args.seed})`): "
         f"{len(items)} messages, {mb:.1f} MB: {kinds['corpus']} real messages from `shared/corpus/real`, "
-        f"{kinds['edge case']} generated edge cases (NUL, bare LF, lone CR, 8-bit headers, no or shared "
-        f"Message-ID, twins, 20 KB header line, 20-level MIME, no final CRLF, header only, 1970/2038 dates, "
-        f"every flag), {kinds['filler']} filler messages; {len(plan)} folders with awkward names "
+        f"{kinds['edge case']} generated edge cases ({edge_sets} sets of: {', '.join(edge_kinds)}), "
+        f"{kinds['filler']} filler messages; {len(plan)} folders with awkward names "
         f"(quotes, `\\`, `%`, `*`, `~`, `&`, emoji, CJK, RTL, TAB, a 185-character name, case twins, "
         f"8 levels deep), {used} of them holding messages.", "",
         f"**Servers**: Dovecot {versions['dovecot']}; Cyrus IMAP: {versions['cyrus']}. Private instances "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -38,6 +39,7 @@ def open_client(account: ImapAccount) -> IMAPClient:
                             ssl_context=ctx, timeout=account.timeout)
     except Exception as exc:
         raise classify.connect_error(exc, where) from exc
+    _no_delay(client)
     try:
         if account.security == "starttls":
             if not client.has_capability("STARTTLS"):
@@ -130,6 +132,13 @@ _FLAG = re.compile(r"\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 # refusal (too big, over quota) arrives before we send them and message text is never read as
 # commands by a server that stopped parsing ours.
 NONSYNC_MAX = 16 * 1024 * 1024
+
+
+def _no_delay(client: IMAPClient) -> None:
+    """Switch Nagle's algorithm off: a small command written after a literal otherwise waits for
+    the server's delayed ACK (about 40 ms an APPEND against Cyrus; imports into it ran 3x slower)."""
+    with contextlib.suppress(OSError, AttributeError):  # an SSLSocket sets it on its own fd
+        client._imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def valid_flag(flag: str) -> bool:
