@@ -13,7 +13,7 @@ the start of the text), normalised against what servers are known to change:
 * trailing white space of the text: some servers add a CRLF at the end.
 
 ``KEY_VERSION`` names this recipe: a journal holding keys of another recipe forgets them (see
-``Journal._check_key_version``) and rebuilds them from both sides.
+``SQLiteStore._check_key_version``) and rebuilds them from both sides.
 
 Messages with a Message-ID: ``m:`` + hash(Message-ID, Date, From, Subject). Two *different*
 messages sharing a Message-ID usually differ in one of the others; when they do not, the engine
