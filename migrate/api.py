@@ -1,12 +1,17 @@
-"""The seams the CLI (and the batch runner) call: build sides, run a job, write the report."""
+"""The seams the CLI (and the batch runner) call: build sides, run a job, write the report.
+
+Jobs are driven through the engine's API (``migrate.engine``: ``start`` -> ``JobHandle``, typed
+events); ``start_import`` is that API from user options, ``run_import`` the CLI's whole import.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .accounts import resolve_secret
-from .engine.job import Job, JobSpec
+from .engine import JobHandle, JobSpec, events, start
 from .engine.progress import Progress
 from .gate import WriteGate
 from .journal import default_journal_path, job_id_for
@@ -82,27 +87,48 @@ def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]
     return None
 
 
-def run_import(req: ImportRequest, progress: Progress | None = None,
-               sides: tuple[Side, Side] | None = None) -> JobReport:
-    """Run one import. ``sides``: already built from ``req`` with a gate closed in a dry run (the
-    CLI builds them first, to start the logins while it imports the engine).
-
-    Every write passes the target side's gate (``migrate.gate``): folders, messages and flags in
-    the target, the journal (``Job.run``), the report and the confirmation mail (here)."""
-    from .ui import live_progress
-
+def _sides(req: ImportRequest, sides: tuple[Side, Side] | None) -> tuple[Side, Side]:
     if sides is None:
         gate = WriteGate(open=not req.dry_run)
         sides = (build_side(req.source, gate), build_side(req.target, gate))
-    src, dst = sides
+    if sides[1].gate.open == req.dry_run:
+        raise ValueError(f"sides built with a {sides[1].gate!r} for a {'dry' if req.dry_run else 'real'} run")
+    return sides
+
+
+def start_import(req: ImportRequest, *, on_event: Callable[[events.Event], None] | None = None,
+                 stream: bool = False, progress: Progress | None = None,
+                 sides: tuple[Side, Side] | None = None) -> JobHandle:
+    """Start the import ``req`` describes and return its handle (``migrate.engine.JobHandle``:
+    ``cancel()``, ``state``, ``report``, ``wait()``, ``events()``). The job only: the report file
+    and the confirmation mail are ``run_import``'s."""
+    src, dst = _sides(req, sides)
+    return start(spec_for(req, src, dst), on_event=on_event, stream=stream, progress=progress)
+
+
+def run_import(req: ImportRequest, progress: Progress | None = None,
+               sides: tuple[Side, Side] | None = None,
+               on_event: Callable[[events.Event], None] | None = None) -> JobReport:
+    """Run one import. ``sides``: already built from ``req`` with a gate closed in a dry run (the
+    CLI builds them first, to start the logins while it imports the engine). Ctrl-C stops the job
+    cooperatively (within a batch; the report says "interrupted"; a second Ctrl-C propagates).
+
+    Every write passes the target side's gate (``migrate.gate``): folders, messages and flags in
+    the target, the journal (the engine), the report and the confirmation mail (here)."""
+    from .ui import live_progress
+
+    src, dst = _sides(req, sides)
     gate = dst.gate
-    if gate.open == req.dry_run:
-        raise ValueError(f"sides built with a {gate!r} for a {'dry' if req.dry_run else 'real'} run")
     spec = spec_for(req, src, dst)
     progress = progress or Progress()
     try:
         with live_progress(progress, req.progress):
-            report = Job(spec, progress).run()
+            handle = start(spec, on_event=on_event, progress=progress)
+            try:
+                report = handle.wait()
+            except KeyboardInterrupt:
+                handle.cancel("interrupted by the user")
+                report = handle.wait()
     finally:
         src.factory.discard()
         dst.factory.discard()
@@ -120,8 +146,10 @@ def notify_job(req: ImportRequest, src: Side, dst: Side, spec: JobSpec, report: 
     if not opts.enabled:
         return "confirmation mail: off (--no-notify)"
     from .errors import MigrateError
-    from .notify.deliver import deliver, smtp_plan
+    from .notify.deliver import deliver, skip_reason, smtp_plan
 
+    if (skip := skip_reason(opts, spec.journal_path, spec.job_id, [report])) is not None:
+        return skip  # --notify-when: before any SMTP password is looked up
     try:
         plan = smtp_plan(opts, preset_smtp=dst.smtp, target_login=dst.login,
                          target_password_ref=req.target.password)

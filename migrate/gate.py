@@ -89,11 +89,16 @@ def job_gate(spec: Any) -> WriteGate:
 
 
 class GatedEndpoint:
-    """An endpoint whose writes pass ``gate``; every read goes straight to the wrapped one."""
+    """An endpoint whose writes pass ``gate``; every read goes straight to the wrapped one.
 
-    def __init__(self, inner: Any, gate: WriteGate) -> None:
+    A folder a closed gate kept from being created is remembered in ``pending`` (shared by every
+    connection of a dry run when the caller passes one set) and reads as the empty folder a real
+    run would have made: a dry run then goes down the normal sync path."""
+
+    def __init__(self, inner: Any, gate: WriteGate, *, pending: set[str] | None = None) -> None:
         self._inner = inner
         self.gate = gate
+        self.pending = pending if pending is not None else set()
 
     def __getattr__(self, name: str) -> Any:  # reads, close(), label, capabilities, ...
         return getattr(self._inner, name)
@@ -101,6 +106,45 @@ class GatedEndpoint:
     def create_folder(self, name: str) -> None:
         if self.gate.allow("create-folder", f"{self._inner.label}: {name}"):
             self._inner.create_folder(name)
+        else:
+            self.pending.add(name)
+
+    def create_special_folder(self, name: str, special_use: str) -> None:
+        if not self.gate.allow("create-folder", f"{self._inner.label}: {name} ({special_use})"):
+            self.pending.add(name)
+            return
+        create = getattr(self._inner, "create_special_folder", None)
+        if create is not None:
+            create(name, special_use)
+        else:
+            self._inner.create_folder(name)
+
+    # --- reads of a folder the closed gate did not create: empty -----------------------------
+
+    def status(self, folder: str) -> Any:
+        if folder in self.pending:
+            from .models import FolderStatus
+            return FolderStatus(uidvalidity=0, uidnext=1, exists=0)
+        return self._inner.status(folder)
+
+    def statuses(self, folders: Sequence[str]) -> dict[str, Any]:
+        out = self._inner.statuses([f for f in folders if f not in self.pending])
+        out.update((f, self.status(f)) for f in folders if f in self.pending)
+        return out  # type: ignore[no-any-return]
+
+    def fetch_meta(self, folder: str, uids: Sequence[int] | None = None, **kw: Any) -> Any:
+        if folder in self.pending:
+            return iter(())
+        return self._inner.fetch_meta(folder, uids, **kw)
+
+    def fetch_messages(self, folder: str, uids: Sequence[int]) -> Any:
+        if folder in self.pending:
+            return iter(())
+        return self._inner.fetch_messages(folder, uids)
+
+    def permanent_flags(self, folder: str) -> Any:
+        getter = getattr(self._inner, "permanent_flags", None)
+        return None if getter is None or folder in self.pending else getter(folder)
 
     def append(self, folder: str, items: Sequence[Any]) -> list[Any]:
         if self.gate.allow("append", f"{self._inner.label}: {len(items)} message(s) into {folder}"):
@@ -118,3 +162,13 @@ def gated(endpoint: Any, gate: WriteGate) -> Any:
     if getattr(endpoint, "gate", None) is gate:
         return endpoint
     return GatedEndpoint(endpoint, gate)
+
+
+def dry_target(endpoint: Any, gate: WriteGate, pending: set[str]) -> Any:
+    """The target of a dry run (``gate`` closed): every write is recorded by ``gate``, and a folder
+    it kept from being created (kept in ``pending``, shared by the job's connections) reads as
+    empty, on any store (a Maildir checks its own gate but knows nothing of such folders)."""
+    if isinstance(endpoint, GatedEndpoint) and endpoint.gate is gate:
+        endpoint.pending = pending
+        return endpoint
+    return GatedEndpoint(endpoint, gate, pending=pending)

@@ -33,11 +33,15 @@ from dataclasses import dataclass, field
 
 from ..dedupe.keys import key_of, message_id_of, split_raw, subject_of
 from ..dedupe.ledger import Ledger, plan_copies
+from ..dedupe.reconcile import reconcile_with_target
 from ..endpoint import Endpoint
 from ..errors import MessageError, RetryableError
-from ..journal import FolderRecord, Journal, MessageRecord, OwnerLock, folder_lock, owner_alive
+from ..gate import WriteGate
+from ..journal import FolderRecord, Journal, MessageRecord
 from ..models import NON_COPYABLE_FLAGS, AppendItem, FolderStatus, MessageMeta, RawMessage
 from ..report import Failure, FolderReport
+from ..store import MessageRow
+from .locks import FileLocks, Locks
 from .memory import give_back_free_memory
 from .progress import Progress
 
@@ -58,6 +62,10 @@ class SyncSettings:
     cancel: threading.Event | None = None  # checked between batches: Ctrl-C stops within a batch
     pace: Callable[[int], None] | None = None  # waits so that n more messages keep the target's rate
     budget: ByteBudget | None = None  # bytes of message bodies in memory across the whole job
+    locks: Locks | None = None  # None: the lock files beside ``journal_path``; a dry run takes none
+    # The job's write gate (``migrate.gate``). Closed (a dry run): nothing is fetched or appended,
+    # what a real run would copy is counted instead.
+    gate: WriteGate | None = None
 
 
 class ByteBudget:
@@ -196,6 +204,7 @@ class FolderSync:
                  journal: Journal, progress: Progress, report: FolderReport, *, scan: FolderScan | None = None,
                  part: int = 0, parts: int = 1) -> None:
         self.s = settings
+        self.locks: Locks = settings.locks or FileLocks(settings.journal_path)  # type: ignore[arg-type]
         self.source, self.target = source, target
         self.src, self.dst = src, dst
         self.j = journal
@@ -230,15 +239,18 @@ class FolderSync:
 
     # --- main -----------------------------------------------------------------------------
 
-    def run(self) -> FolderReport:
-        """Copy this part. The caller marks the folder complete once every part succeeded."""
+    def run(self, *, scan_only: bool = False) -> FolderReport:
+        """Copy this part (``scan_only``: only read the folder, the job's scan phase). The caller
+        marks the folder complete once every part succeeded."""
         t0 = time.monotonic()
-        with OwnerLock(self.s.journal_path) as owner:  # type: ignore[arg-type]
+        with self.locks.owner() as owner:
             self.owner = owner.token
             with self.scan.lock:
                 if not self.scan.done:
                     self._scan()
                     self.scan.done = True
+            if scan_only:
+                return self.r
             sc = self.scan
             if self.part == 0:
                 self.r.note = sc.note or self.r.note
@@ -320,10 +332,11 @@ class FolderSync:
                               and (u not in known or known[u].state == "failed" or u in sc.restore))
         sc.settled = sum(1 for u in sc.metas if u in known and known[u].state in ("copied", "duplicate")
                          and u not in sc.restore)
+        self.progress.folder_bytes(self.source, sum(sc.metas[u].size for u in sc.open_uids))
 
     def _reconcile(self) -> None:
-        with folder_lock(self.s.journal_path, self.target):  # type: ignore[arg-type]
-            self.ledger.reconcile(self.dst, self.target, self.dst.status(self.target), self._alive)
+        with self.locks.folder(self.target):
+            reconcile_with_target(self.ledger, self.dst, self.target, self.dst.status(self.target), self._alive)
 
     def _missing_on_target(self, known: dict[int, MessageRecord]) -> dict[int, tuple[str, int | None]]:
         """Messages the journal calls settled that the (just reconciled) ledger no longer shows on
@@ -391,14 +404,14 @@ class FolderSync:
         return f"{self.source}\x00{uidvalidity}\x00{uid}"
 
     def _alive(self, owner: str | None) -> bool:
-        return owner == self.owner or owner_alive(self.s.journal_path, owner)  # type: ignore[arg-type]
+        return owner == self.owner or self.locks.alive(owner)
 
     def _copy_chunk(self, metas: list[MessageMeta], excluded: set[str], uidvalidity: int) -> None:
         job, keys = self.s.job_id, self.scan.keys
-        with folder_lock(self.s.journal_path, self.target):  # type: ignore[arg-type]
+        with self.locks.folder(self.target):
             # Decide under the lock; APPEND after it (other parts and imports decide meanwhile,
             # counting our claims as present).
-            self.ledger.reconcile(self.dst, self.target, self.dst.status(self.target), self._alive)
+            reconcile_with_target(self.ledger, self.dst, self.target, self.dst.status(self.target), self._alive)
             orphan_src, orphans = self.ledger.orphans_of_job(self.target, job)
             rows = []
             open_by_key: dict[str, list[int]] = {}
@@ -430,7 +443,9 @@ class FolderSync:
                     m = by_uid[uid]
                     reason = None
                     if self.s.append_limit and m.size > self.s.append_limit:
-                        reason = f"too big: {m.size} bytes, the target accepts at most {self.s.append_limit}"
+                        # "37.7 MiB", as 'mailmigrate providers' shows the limits
+                        from ..providers.describe import format_bytes as size
+                        reason = f"too big: {size(m.size)}, the target accepts at most {size(self.s.append_limit)}"
                     elif self.scan.alone_drops[uid] >= MAX_ALONE_DROPS:
                         reason = DROPPED_REASON.format(n=self.scan.alone_drops[uid] + 1)
                     if reason:
@@ -438,18 +453,23 @@ class FolderSync:
                         self._fail(m, reason, self.scan.dropped_headers.get(uid))
                     else:
                         to_copy.append(m)
-                self.j.record_messages(job, self.source, uidvalidity, rows)
+                self.j.record_messages(job, self.source, uidvalidity, [MessageRow(*r) for r in rows])
                 claims = {m.uid: self.ledger.claim(self.target, keys[m.uid], job, self.owner,
                                                    self._src_id(m.uid, uidvalidity)) for m in to_copy}
         ndup = sum(1 for r in rows if r[3] != "failed")
         self.r.skipped_duplicates += ndup
-        self.progress.count(self.source, duplicates=ndup)
+        self.progress.count(self.source, duplicates=ndup,
+                            settled_bytes=sum(r[6] for r in rows if r[3] != "failed"))
         self._transfer(to_copy, claims, uidvalidity)
 
     def _transfer(self, to_copy: list[MessageMeta], claims: dict[int, int], uidvalidity: int) -> None:
         """Fetch and APPEND in batches; the next batch is fetched while this one is appended
         (two batches in memory at most, each bounded by ``batch_bytes``)."""
         sc = self.scan
+        if to_copy and self.s.gate is not None and not self.s.gate.allow(
+                "append", f"{self.dst.label}: {len(to_copy)} message(s) into {self.target}"):
+            self._would_copy(to_copy)
+            return
         count = min(self.s.batch_count, sc.batch_count or self.s.batch_count)
         batches = [[m] for m in to_copy if m.uid in sc.suspects]
         batches += _batches([m for m in to_copy if m.uid not in sc.suspects], self.s.batch_bytes, count)
@@ -485,6 +505,15 @@ class FolderSync:
                 for size in held.values():
                     budget.release(size)
         self._check_stored_sizes()
+
+    def _would_copy(self, to_copy: list[MessageMeta]) -> None:
+        """A closed gate (a dry run): count what a real run would copy, without fetching it."""
+        restored = sum(1 for m in to_copy if m.uid in self.scan.restore)
+        nbytes = sum(m.size for m in to_copy)
+        self.r.copied += len(to_copy) - restored
+        self.r.restored += restored
+        self.r.bytes += nbytes
+        self.progress.count(self.source, copied=len(to_copy), nbytes=nbytes)
 
     def _fetch_batch(self, uids: list[int]) -> dict[int, RawMessage | MessageError]:
         """Bodies of ``uids``; a message the source refuses to hand out (FETCH answered NO)
@@ -526,7 +555,7 @@ class FolderSync:
         self.r.failed += 1
         self.r.failures.append(Failure(folder=self.source, uid=m.uid, message_id=message_id_of(m),
                                        subject=subject_of(m), size=m.size, reason=reason))
-        self.progress.count(self.source, failed=1)
+        self.progress.failed_message(self.source, m.uid, reason, nbytes=m.size)
 
     def _append_batch(self, batch: list[MessageMeta], raws: dict[int, RawMessage | MessageError],
                       claims: dict[int, int], uidvalidity: int) -> None:
@@ -591,7 +620,7 @@ class FolderSync:
                     reason = res.error or "refused by the target"
                     rows.append((m.uid, keys[m.uid], tuple(raw.flags), "failed", None, reason, len(item.body)))
                     self._fail(m, reason, raw.body)
-            self.j.record_messages(job, self.source, uidvalidity, rows)
+            self.j.record_messages(job, self.source, uidvalidity, [MessageRow(*r) for r in rows])
         sc.suspects.difference_update(m.uid for m in order)
         self.r.copied += copied
         self.r.restored += restored
