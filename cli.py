@@ -14,19 +14,63 @@ import gc
 import os
 import shlex
 import sys
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from migrate import __version__
 from migrate.errors import ExitCode, MigrateError, UsageError, redact, register_secret
 from migrate.gate import WriteGate
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # -h on every command
                   help="Bulk mailbox migration: copy every folder and message from one account to another, "
                        "resumably, without duplicates.")
 
 Opt = typer.Option
+
+
+class Security(StrEnum):
+    """The fixed value sets are choices: a wrong value is refused by the parser, listing the right ones."""
+
+    ssl = "ssl"
+    starttls = "starttls"
+    none = "none"
+
+
+class Lang(StrEnum):
+    en = "en"
+    de = "de"
+    fr = "fr"
+    it = "it"
+
+
+SECURITY = "{ssl,starttls,none}"
+LANG = "{en,de,fr,it}"
+SECRET_REF = "env:NAME|file:PATH"
+MAX_RETRIES = 100
+MAX_TIMEOUT = 3600.0  # seconds
+
+
+def _value(choice: Enum | None) -> str | None:
+    return None if choice is None else str(choice.value)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mailmigrate {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, Opt("--version", is_eager=True, callback=_show_version,
+                                 help="Show the version and exit.")] = False,
+) -> None:
+    """Bulk mailbox migration: copy every folder and message from one account to another, resumably,
+    without duplicates."""
 
 
 def _started() -> None:
@@ -59,6 +103,9 @@ _SECRET_OPTIONS = ("--source-password", "--target-password", "--smtp-password",
                    "--source-oauth-token", "--target-oauth-token")
 
 
+_DETACHED_REF = "env:MAILMIGRATE_DETACHED_"  # migrate.background.PROMPTED_ENV
+
+
 def _mask_secret(value: str) -> str:
     if value.startswith(("env:", "file:")):
         return value  # a reference, not the secret: keeps the command re-runnable
@@ -71,7 +118,8 @@ def _rerun_command(argv: list[str]) -> str:
 
     A password given literally (``--source-password VALUE``) is replaced by ``********``: the
     rerun command is computed before the sides resolve (and register) their secrets, so
-    ``redact`` alone would let it through.
+    ``redact`` alone would let it through. A password that ``--detach`` asked for and handed to
+    its child (``env:MAILMIGRATE_DETACHED_...``) is left out: running the command again asks again.
     """
     args: list[str] = []
     mask_next = False
@@ -79,12 +127,52 @@ def _rerun_command(argv: list[str]) -> str:
         opt, eq, value = a.partition("=")
         if mask_next:
             a, mask_next = _mask_secret(a), False
+            if a.startswith(_DETACHED_REF):
+                args.pop()  # and its option
+                continue
         elif opt in _SECRET_OPTIONS and eq:
+            if value.startswith(_DETACHED_REF):
+                continue
             a = f"{opt}={_mask_secret(value)}"
         elif a in _SECRET_OPTIONS:
             mask_next = True
         args.append(a)
     return redact("mailmigrate " + " ".join(shlex.quote(a) for a in args))
+
+
+def _warn_literal_secrets(*given: tuple[str, str | None]) -> None:
+    """A password typed on the command line works, but 'ps' and the shell history show it: say so."""
+    for flag, value in given:
+        if value and not value.startswith(("env:", "file:")):
+            ask = ", or leave it out to be asked for it" if flag in ("--source-password", "--target-password") else ""
+            print(f"warning: {flag} given on the command line: other users can see it ('ps', shell history); "
+                  f"use {flag} env:NAME or file:PATH{ask}", file=sys.stderr)
+
+
+def _store_of(side: object) -> tuple[str, str]:
+    """("imap", login@host:port), ("maildir", resolved path) or ("mbox", resolved path)."""
+    label = str(getattr(side, "label", ""))
+    kind, sep, path = label.partition(":")
+    if sep and kind in ("maildir", "mbox"):
+        return kind, str(Path(path).resolve())
+    return "imap", label.lower()
+
+
+def _check_distinct(src: object, dst: object) -> None:
+    """Copying a mailbox onto itself (or into a folder of itself) is a mistake: refuse it up front."""
+    (skind, spath), (dkind, dpath) = _store_of(src), _store_of(dst)
+    if skind == dkind == "imap" and spath == dpath:
+        login, _, where = spath.rpartition("@")
+        raise UsageError(f"the source and the target are the same account ({login} on {where})",
+                         hint="give the account to copy into with --target-email/--target-host")
+    if "imap" in (skind, dkind):
+        return
+    if spath == dpath:
+        raise UsageError(f"--source-{skind} and --target-{dkind} are the same folder ({spath})",
+                         hint="give --target-maildir a folder outside the source")
+    if Path(spath) in Path(dpath).parents:
+        raise UsageError(f"--target-{dkind} {dpath} is inside the source (--source-{skind} {spath})",
+                         hint="give --target-maildir a folder outside the source")
 
 
 def _make_dir(folder: Path, flag: str, given: Path, gate: WriteGate) -> None:
@@ -125,79 +213,140 @@ def _check_output(path: Path | None, flag: str, example: str, gate: WriteGate) -
         _check_journal(path)
 
 
+NOTIFY_WHEN_HELP = ("When to send the confirmation mail: always; changes (default: only when a run copied or "
+                    "failed something, or is the job's first run: a re-run from cron with nothing new sends "
+                    "none); never.")
+
+
 @app.command("import")
 def import_(
-    source_email: Annotated[str | None, Opt(help="Source address (login unless --source-username).")] = None,
-    source_username: Annotated[str | None, Opt(help="Source login when it differs from the address.")] = None,
-    source_password: Annotated[str | None, Opt(help="env:NAME, file:PATH or the password; prompted if omitted "
-                                                    "on a terminal.")] = None,
-    source_provider: Annotated[str | None, Opt(help="Preset name (see 'mailmigrate providers'); default: "
-                                                    "detected from the address.")] = None,
-    source_host: Annotated[str | None, Opt(help="IMAP host (overrides the preset).")] = None,
-    source_port: Annotated[int | None, Opt(help="IMAP port.")] = None,
-    source_security: Annotated[str | None, Opt(help="ssl | starttls | none.")] = None,
-    source_ca_file: Annotated[str | None, Opt(help="Trust this CA (PEM) for the source's certificate.")] = None,
-    source_oauth_token: Annotated[str | None, Opt(help="OAuth2 access token: env:NAME or file:PATH.")] = None,
-    source_maildir: Annotated[Path | None, Opt(help="Read a local Maildir instead of IMAP.")] = None,
-    source_mbox: Annotated[Path | None, Opt(help="Read a local mbox file or folder of mbox files.")] = None,
-    target_email: Annotated[str | None, Opt(help="Target address.")] = None,
-    target_username: Annotated[str | None, Opt(help="Target login when it differs from the address.")] = None,
-    target_password: Annotated[str | None, Opt(help="env:NAME, file:PATH or the password.")] = None,
-    target_provider: Annotated[str | None, Opt(help="Preset name; default: detected from the address.")] = None,
-    target_host: Annotated[str | None, Opt(help="IMAP host (overrides the preset).")] = None,
-    target_port: Annotated[int | None, Opt(help="IMAP port.")] = None,
-    target_security: Annotated[str | None, Opt(help="ssl | starttls | none.")] = None,
-    target_ca_file: Annotated[str | None, Opt(help="Trust this CA (PEM) for the target's certificate.")] = None,
-    target_oauth_token: Annotated[str | None, Opt(help="OAuth2 access token: env:NAME or file:PATH.")] = None,
-    target_maildir: Annotated[Path | None, Opt(help="Write into a local Maildir instead of IMAP.")] = None,
-    insecure: Annotated[bool, Opt(help="Do not verify TLS certificates (DANGEROUS; never the default).")] = False,
-    include: Annotated[list[str] | None, Opt(help="Copy only folders matching this pattern (repeatable; "
-                                                   "fnmatch, or a role like \\Sent).")] = None,
-    exclude: Annotated[list[str] | None, Opt(help="Leave out folders matching this pattern (repeatable).")] = None,
-    map_folder: Annotated[list[str] | None, Opt(help="SRC=DST: put source folder SRC into target folder DST "
-                                                      "(repeatable).")] = None,
-    dry_run: Annotated[bool, Opt(help="Show the folder mapping and counts; write nothing anywhere.")] = False,
-    journal: Annotated[Path | None, Opt(help="Job journal (SQLite). Default: one per target account under "
-                                             "$MAILMIGRATE_HOME or ~/.local/state/mailmigrate.")] = None,
-    report: Annotated[Path | None, Opt(help="Write the JSON report here.")] = None,
-    connections: Annotated[int, Opt(help="Parallel connections per side (capped by the provider preset).")] = 4,
-    timeout: Annotated[float, Opt(help="Network read timeout in seconds.")] = 60.0,
-    retries: Annotated[int, Opt(help="Retries per folder after a dropped connection or throttling.")] = 8,
-    batch_size: Annotated[int, Opt(help="Messages per APPEND batch (also capped at 4 MB).")] = 100,
+    source_email: Annotated[str | None, Opt(metavar="ADDRESS", help="Source address (login unless "
+                                                                     "--source-username).")] = None,
+    source_username: Annotated[str | None, Opt(metavar="LOGIN", help="Source login when it differs from the "
+                                                                     "address.")] = None,
+    source_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the password is; asked for on a "
+                                                                        "terminal when left out. A literal "
+                                                                        "password works but shows in 'ps'.")] = None,
+    source_provider: Annotated[str | None, Opt(metavar="PRESET", help="Preset name (see 'mailmigrate providers'); "
+                                                                      "default: detected from the address.")] = None,
+    source_host: Annotated[str | None, Opt(metavar="HOST", help="IMAP host (overrides the preset).")] = None,
+    source_port: Annotated[int | None, Opt(metavar="PORT", help="IMAP port.")] = None,
+    source_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                                    help="Connection security (default: the preset's, else ssl)."
+                                                    )] = None,
+    source_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the source's "
+                                                                  "certificate.")] = None,
+    source_oauth_token: Annotated[str | None, Opt(metavar=SECRET_REF, help="OAuth2 access token.")] = None,
+    source_maildir: Annotated[Path | None, Opt(metavar="DIR", help="Read a local Maildir instead of IMAP.")] = None,
+    source_mbox: Annotated[Path | None, Opt(metavar="FILE|DIR", help="Read a local mbox file or folder of mbox "
+                                                                     "files.")] = None,
+    target_email: Annotated[str | None, Opt(metavar="ADDRESS", help="Target address.")] = None,
+    target_username: Annotated[str | None, Opt(metavar="LOGIN", help="Target login when it differs from the "
+                                                                     "address.")] = None,
+    target_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the password is; asked for on a "
+                                                                        "terminal when left out.")] = None,
+    target_provider: Annotated[str | None, Opt(metavar="PRESET", help="Preset name; default: detected from the "
+                                                                      "address.")] = None,
+    target_host: Annotated[str | None, Opt(metavar="HOST", help="IMAP host (overrides the preset).")] = None,
+    target_port: Annotated[int | None, Opt(metavar="PORT", help="IMAP port.")] = None,
+    target_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                                    help="Connection security (default: the preset's, else ssl)."
+                                                    )] = None,
+    target_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the target's "
+                                                                  "certificate.")] = None,
+    target_oauth_token: Annotated[str | None, Opt(metavar=SECRET_REF, help="OAuth2 access token.")] = None,
+    target_maildir: Annotated[Path | None, Opt(metavar="DIR", help="Write into a local Maildir instead of "
+                                                                   "IMAP.")] = None,
+    insecure: Annotated[bool, Opt("--insecure", help="Do not verify TLS certificates (DANGEROUS; never the "
+                                                     "default).")] = False,
+    include: Annotated[list[str] | None, Opt(metavar="PATTERN", help="Copy only folders matching this pattern "
+                                                                     "(repeatable; fnmatch, or a role like "
+                                                                     "\\Sent).")] = None,
+    exclude: Annotated[list[str] | None, Opt(metavar="PATTERN", help="Leave out folders matching this pattern "
+                                                                     "(repeatable).")] = None,
+    map_folder: Annotated[list[str] | None, Opt(metavar="SRC=DST", help="Put source folder SRC into target "
+                                                                        "folder DST (repeatable).")] = None,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Show the folder mapping and counts; write nothing "
+                                                   "anywhere.")] = False,
+    journal: Annotated[Path | None, Opt(metavar="PATH", help="Job journal (SQLite). Default: one per target "
+                                                             "account under $MAILMIGRATE_HOME or "
+                                                             "~/.local/state/mailmigrate.")] = None,
+    report: Annotated[Path | None, Opt(metavar="PATH", help="Write the JSON report here.")] = None,
+    connections: Annotated[int, Opt(metavar="N", help="Parallel connections per side, 1-32 (capped by the "
+                                                      "provider preset).")] = 4,
+    timeout: Annotated[float, Opt(metavar="SECONDS", help="Network read timeout, more than 0 and at most "
+                                                          f"{MAX_TIMEOUT:g}.")] = 60.0,
+    retries: Annotated[int, Opt(metavar="N", help=f"Retries per folder after a dropped connection or "
+                                                  f"throttling, 0-{MAX_RETRIES}.")] = 8,
+    batch_size: Annotated[int, Opt(metavar="N", help="Messages per APPEND batch (also capped at 4 MB).")] = 100,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No live progress.")] = False,
     no_notify: Annotated[bool, Opt("--no-notify", help="Send no confirmation mail.")] = False,
-    notify: Annotated[list[str] | None, Opt(help="Extra address for the confirmation mail (repeatable).")] = None,
-    lang: Annotated[str, Opt(help="Language of the confirmation mail: en, de, fr, it.")] = "en",
-    smtp_host: Annotated[str | None, Opt(help="SMTP relay for the confirmation mail (default: the target "
-                                              "provider's SMTP server with the target login).")] = None,
-    smtp_port: Annotated[int | None, Opt(help="SMTP port.")] = None,
-    smtp_security: Annotated[str | None, Opt(help="ssl | starttls | none (default starttls).")] = None,
-    smtp_user: Annotated[str | None, Opt(help="SMTP login.")] = None,
-    smtp_password: Annotated[str | None, Opt(help="SMTP password: env:NAME, file:PATH or the value.")] = None,
-    smtp_ca_file: Annotated[str | None, Opt(help="Trust this CA (PEM) for the SMTP server.")] = None,
-    notify_from: Annotated[str | None, Opt(help="Sender address of the confirmation mail.")] = None,
-    detach: Annotated[bool, Opt(help="Run in the background; print the job id and log path.")] = False,
-    gmail_one_copy: Annotated[bool, Opt(help="Gmail source: keep one copy per message, in the first label "
-                                             "that holds it (INBOX first), to save quota.")] = False,
+    notify: Annotated[list[str] | None, Opt(metavar="ADDRESS", help="Extra address for the confirmation mail "
+                                                                    "(repeatable).")] = None,
+    lang: Annotated[Lang, Opt(metavar=LANG, case_sensitive=False,
+                              help="Language of the confirmation mail.")] = Lang.en,
+    smtp_host: Annotated[str | None, Opt(metavar="HOST", help="SMTP relay for the confirmation mail (default: "
+                                                              "the target provider's SMTP server with the "
+                                                              "target login).")] = None,
+    smtp_port: Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")] = None,
+    smtp_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                                  help="SMTP connection security (default starttls).")] = None,
+    smtp_user: Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")] = None,
+    smtp_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the SMTP password is.")] = None,
+    smtp_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")] = None,
+    notify_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the confirmation "
+                                                                   "mail.")] = None,
+    notify_when: Annotated[str, Opt(metavar="{always,changes,never}", help=NOTIFY_WHEN_HELP)] = "changes",
+    detach: Annotated[bool, Opt("--detach", help="Run in the background; print the job id and log path "
+                                                 "(asks for missing passwords first).")] = False,
+    gmail_one_copy: Annotated[bool, Opt("--gmail-one-copy", help="Gmail source: keep one copy per message, in "
+                                                                 "the first label that holds it (INBOX first), "
+                                                                 "to save quota.")] = False,
 ) -> None:
-    """Copy every folder and message of one account into another (re-runs copy only what is new)."""
+    """Copy every folder and message of one account into another (re-runs copy only what is new).
+
+    Examples:
+
+    \b
+      mailmigrate import --source-email alice@gmx.net --source-password env:OLD_PW \\
+        --target-email alice@example.com --target-password env:NEW_PW \\
+        --target-host mail.example.com --target-security ssl --report alice.json
+      mailmigrate import --source-email alice@gmail.com ... --dry-run        # show what would be copied
+      mailmigrate import ... --include INBOX --include 'Archive/*' --map-folder 'Old Sent=Sent'
+      mailmigrate import --source-maildir ~/Maildir --target-email bob@example.com --target-host mail.example.com
+      mailmigrate import ... --detach        # asks for passwords, then runs in the background
+    """
     from migrate.notify.options import NotifyOptions
     from migrate.sides import SideOptions, build_side
     from migrate.ui import print_summary
 
+    # The parser gives the fixed choices as Enum members; everything below takes plain strings.
+    source_security, target_security, smtp_security = map(_value, (source_security, target_security, smtp_security))
+    lang = _value(lang)  # type: ignore[assignment]
     gate = WriteGate(open=not dry_run)  # every write of this job passes it (migrate/gate.py)
     try:
         if connections < 1 or connections > 32:
             raise UsageError(f"--connections {connections} is out of range", hint="use 1 to 32")
         if batch_size < 1:
             raise UsageError(f"--batch-size {batch_size} must be at least 1", hint="e.g. --batch-size 100")
+        if not 0 <= retries <= MAX_RETRIES:
+            raise UsageError(f"--retries {retries} is out of range",
+                             hint=f"use 0 (no retry) to {MAX_RETRIES}, e.g. --retries 8")
+        if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan and inf
+            raise UsageError(f"--timeout {timeout:g} is out of range",
+                             hint=f"give seconds, more than 0 and at most {MAX_TIMEOUT:g}, e.g. --timeout 60")
+        _warn_literal_secrets(("--source-password", source_password), ("--target-password", target_password),
+                              ("--smtp-password", smtp_password))
         if gate.open:  # a dry run writes nothing anywhere, not even a folder
             _check_output(journal, "--journal", "journal.sqlite", gate)
             _check_output(report, "--report", "report.json", gate)
+        if smtp_ca_file and not no_notify and not dry_run:
+            from migrate.sides import check_ca_file
+            check_ca_file(smtp_ca_file, "--smtp-ca-file")
         if insecure:
             from migrate.ui import err
             err.print("[bold red]WARNING: --insecure: TLS certificates are NOT verified; anyone on the network "
-                      "path can read your mail and passwords.[/]")
+                      "path can read your mail and passwords.[/]", soft_wrap=True)
         src = SideOptions("source", email=source_email, username=source_username, password=source_password,
                           provider=source_provider, host=source_host, port=source_port,
                           security=source_security, ca_file=source_ca_file, insecure=insecure,
@@ -209,10 +358,11 @@ def import_(
         from migrate.notify.i18n import check_lang
         check_lang(lang)
         maps = _parse_maps(map_folder or [])
-        sides = None
+        # Asks for a missing password on a terminal: also before --detach, which has no terminal after.
+        sides = (build_side(src, gate), build_side(dst, gate))
+        _check_distinct(*sides)
         if not detach:
             # Start both logins now: they run while the engine is imported below.
-            sides = (build_side(src, gate), build_side(dst, gate))
             for side in sides:
                 side.factory.warm()
         from migrate.api import ImportRequest, run_import
@@ -225,11 +375,11 @@ def import_(
                                                  extra=notify or [], sender=notify_from, smtp_host=smtp_host,
                                                  smtp_port=smtp_port, smtp_security=smtp_security,
                                                  smtp_user=smtp_user, smtp_password=smtp_password,
-                                                 ca_file=smtp_ca_file, insecure=insecure))
+                                                 ca_file=smtp_ca_file, insecure=insecure, when=notify_when))
         req.gmail_single_copy = gmail_one_copy
         if detach:
             from migrate.background import detach_import
-            detach_import(req, sys.argv[1:])
+            detach_import(req, sys.argv[1:], sides)
             return
         result = run_import(req, sides=sides)
     except MigrateError as exc:
@@ -239,28 +389,78 @@ def import_(
     raise typer.Exit(result.exit_code)
 
 
+def _check_batch_tls(source_ca: str | None, target_ca: str | None, smtp_ca: str | None, insecure: bool) -> None:
+    """A wrong CA file is a usage error before any row connects; --insecure warns like import's."""
+    from migrate.csvbatch.reader import ca_problem
+
+    for flag, path in (("--source-ca-file", source_ca), ("--target-ca-file", target_ca),
+                       ("--smtp-ca-file", smtp_ca)):
+        if path and (why := ca_problem(path)):
+            raise UsageError(f"{flag}: {why}",
+                             hint="give the CA certificate (PEM, '-----BEGIN CERTIFICATE-----') that signed the "
+                                  "server's certificate")
+    if insecure:
+        from migrate.ui import err
+        err.print("[bold red]WARNING: --insecure: TLS certificates are NOT verified; anyone on the network "
+                  "path can read your mail and passwords.[/]", soft_wrap=True)
+
+
 @app.command()
 def batch(
-    file: Annotated[Path | None, typer.Argument(help="CSV file, one row per mailbox (see --template).",
-                                                show_default=False)] = None,
+    file: Annotated[Path | None, typer.Argument(metavar="FILE.csv", help="CSV file, one row per mailbox (see "
+                                                                          "--template).", show_default=False)] = None,
     template: Annotated[bool, Opt("--template", help="Print the model CSV file and exit.")] = False,
-    parallel: Annotated[int, Opt(help="Mailboxes migrated at the same time (1-25); each provider's connection "
-                                      "cap is respected across rows too.")] = 4,
-    journal_dir: Annotated[Path | None, Opt(help="Keep the journals here (one per target account). Default: "
-                                                 "the per-target journals under $MAILMIGRATE_HOME or "
-                                                 "~/.local/state/mailmigrate.")] = None,
-    report: Annotated[Path | None, Opt(help="Write the batch JSON report here.")] = None,
-    dry_run: Annotated[bool, Opt(help="Show what each row would copy; write nothing anywhere.")] = False,
+    parallel: Annotated[int, Opt(metavar="N", help="Mailboxes migrated at the same time (1-25); each "
+                                                   "provider's connection cap is respected across rows too.")] = 4,
+    journal_dir: Annotated[Path | None, Opt(metavar="DIR", help="Keep the journals here (one per target "
+                                                                "account). Default: the per-target journals "
+                                                                "under $MAILMIGRATE_HOME or "
+                                                                "~/.local/state/mailmigrate.")] = None,
+    report: Annotated[Path | None, Opt(metavar="PATH", help="Write the batch JSON report here.")] = None,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Show what each row would copy; write nothing "
+                                                   "anywhere.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No live table.")] = False,
     no_notify: Annotated[bool, Opt("--no-notify", help="Send no confirmation mails (one per row, to its "
                                                        "source, target and notify addresses).")] = False,
-    lang: Annotated[str, Opt(help="Language of the confirmation mails: en, de, fr, it.")] = "en",
+    lang: Annotated[Lang, Opt(metavar=LANG, case_sensitive=False,
+                              help="Language of the confirmation mails.")] = Lang.en,
+    source_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for every source's "
+                                                                  "certificate (a row's source_ca_file wins)."
+                                              )] = None,
+    target_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for every target's "
+                                                                  "certificate (a row's target_ca_file wins)."
+                                              )] = None,
+    insecure: Annotated[bool, Opt("--insecure", help="Do not verify TLS certificates (DANGEROUS; never the "
+                                                     "default).")] = False,
+    smtp_host: Annotated[str | None, Opt(metavar="HOST", help="SMTP relay for the confirmation mails (default: "
+                                                              "each target provider's SMTP server with the "
+                                                              "target login; generic IMAP rows need this).")] = None,
+    smtp_port: Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")] = None,
+    smtp_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                                  help="SMTP connection security (default starttls).")] = None,
+    smtp_user: Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")] = None,
+    smtp_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the SMTP password is.")] = None,
+    smtp_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")] = None,
+    notify_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the confirmation "
+                                                                   "mails.")] = None,
+    notify_when: Annotated[str, Opt(metavar="{always,changes,never}", help=NOTIFY_WHEN_HELP)] = "changes",
 ) -> None:
     """Import up to 25 mailboxes listed in a CSV file, several at a time (re-running resumes).
 
     Exit 0 every row done; 1 some row failed or had failed messages (the table and the report say
     which); 2 the CSV is invalid (every problem is listed, nothing was imported); 4 interrupted.
+
+    Examples:
+
+    \b
+      mailmigrate batch --template > batch.csv     # the model file: fill in one row per mailbox
+      mailmigrate batch batch.csv --dry-run        # check every row, copy nothing
+      mailmigrate batch batch.csv --parallel 8 --report batch.json
+      mailmigrate batch batch.csv --target-ca-file ca.pem --smtp-host smtp.example.com \
+        --smtp-user mailer --smtp-password env:SMTP_PW
     """
+    lang = _value(lang)  # type: ignore[assignment]
+    smtp_security = _value(smtp_security)  # type: ignore[assignment]
     from migrate.csvbatch import (
         CsvInvalid,
         check_permissions,
@@ -285,6 +485,12 @@ def batch(
         from migrate.notify.i18n import check_lang
         from migrate.notify.options import NotifyOptions
         check_lang(lang)
+        notify = NotifyOptions(enabled=not no_notify and not dry_run, lang=lang, sender=notify_from,
+                               smtp_host=smtp_host, smtp_port=smtp_port, smtp_security=smtp_security,
+                               smtp_user=smtp_user, smtp_password=smtp_password, ca_file=smtp_ca_file,
+                               insecure=insecure, when=notify_when)
+        _check_batch_tls(source_ca_file, target_ca_file, smtp_ca_file if notify.enabled else None, insecure)
+        _warn_literal_secrets(("--smtp-password", smtp_password))
         if warning := check_permissions(file):
             err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
         try:
@@ -296,7 +502,8 @@ def batch(
             return
         result = run_batch(rows, parallel=parallel, journal_dir=journal_dir, report_path=report,
                            progress_ui=not quiet, dry_run=dry_run, rerun_command=_rerun_command(sys.argv[1:]),
-                           file=str(file), notify=NotifyOptions(enabled=not no_notify and not dry_run, lang=lang))
+                           file=str(file), notify=notify, source_ca_file=source_ca_file,
+                           target_ca_file=target_ca_file, insecure=insecure)
     except MigrateError as exc:
         _fail(exc)
         return
@@ -311,11 +518,27 @@ def batch(
 
 @app.command()
 def status(
-    job: Annotated[str | None, typer.Argument(help="Job id (default: all jobs in the journal).")] = None,
-    journal: Annotated[Path | None, Opt(help="Journal file (default: every journal under the state dir).")] = None,
+    job: Annotated[str | None, typer.Argument(metavar="[JOB]", help="Job id or its first characters: that job in "
+                                                                    "detail (default: one line per job).",
+                                              show_default=False)] = None,
+    journal: Annotated[Path | None, Opt(metavar="PATH", help="Journal file (default: every journal under the "
+                                                             "state dir).")] = None,
     follow: Annotated[bool, Opt("--follow", "-f", help="Keep showing live progress until the job ends.")] = False,
+    failures: Annotated[bool, Opt("--failures", help="List every failed message with its reason.")] = False,
+    as_json: Annotated[bool, Opt("--json", help="Machine-readable: {\"jobs\": [...]} (with JOB: folders and "
+                                                "failures too).")] = False,
 ) -> None:
-    """Show what jobs did and what is left, from their journals."""
+    """Show what jobs did and what is left, from their journals.
+
+    Examples:
+
+    \b
+      mailmigrate status                                  # one line per job: state, counts, last error
+      mailmigrate status JOB                              # one job: folders, failures
+      mailmigrate status JOB --failures                   # every failed message and why
+      mailmigrate status --json                           # for scripts
+      mailmigrate status JOB --journal J.sqlite --follow  # live progress of a running job
+    """
     from migrate.status import show_status
 
     _started()
@@ -324,47 +547,87 @@ def status(
             raise UsageError(f"--journal {journal} is a directory", hint="pass --journal PATH of a journal file")
         if journal is not None and journal.is_file():
             _check_journal(journal)
-        code = show_status(journal, job, follow=follow)
+        code = show_status(journal, job, follow=follow, as_json=as_json, failures=failures)
     except MigrateError as exc:
         _fail(exc)
         return
     raise typer.Exit(code)
 
 
-@app.command("notify")
+@app.command("notify", short_help="Send a job's confirmation mail again (after the SMTP server was down).")
 def notify_cmd(
-    journal: Annotated[Path, Opt(help="Journal of the job(s) whose confirmation mail was not sent.")],
-    job: Annotated[str | None, typer.Argument(help="Job id (default: every unsent mail).")] = None,
-    smtp_password: Annotated[str | None, Opt(help="SMTP password when it was not given as env:/file: "
-                                                  "(literal passwords are never stored).")] = None,
-    again: Annotated[bool, Opt(help="Send even mails that were already sent.")] = False,
+    journal: Annotated[Path, Opt(metavar="PATH", help="Journal of the job(s) whose confirmation mail was not "
+                                                      "sent.")],
+    job: Annotated[str | None, typer.Argument(metavar="[JOB]", help="Job id (default: every unsent mail).",
+                                              show_default=False)] = None,
+    smtp_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="SMTP password when it was not given as "
+                                                                      "env:/file: (literal passwords are never "
+                                                                      "stored).")] = None,
+    again: Annotated[bool, Opt("--again", help="Send even mails that were already sent.")] = False,
+    smtp_host: Annotated[str | None, Opt(metavar="HOST", help="Send through this SMTP server instead of the one "
+                                                              "recorded (also for mails that had none).")] = None,
+    smtp_port: Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")] = None,
+    smtp_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                                  help="SMTP connection security (default starttls).")] = None,
+    smtp_user: Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")] = None,
+    smtp_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")] = None,
+    insecure: Annotated[bool, Opt("--insecure", help="Do not verify the SMTP server's certificate (DANGEROUS)."
+                                  )] = False,
 ) -> None:
-    """Send a job's confirmation mail again (e.g. after the SMTP server was down)."""
+    """Send a job's confirmation mail again (e.g. after the SMTP server was down).
+
+    The SMTP options correct what the import or batch used (a wrong host, port, login or password),
+    or give a server to mails that had none (generic IMAP targets without --smtp-host)."""
     from migrate.accounts import resolve_secret
     from migrate.notify.deliver import resend
+    from migrate.notify.options import NotifyOptions
     from migrate.ui import out
+    smtp_security = _value(smtp_security)  # type: ignore[assignment]
     try:
+        _warn_literal_secrets(("--smtp-password", smtp_password))
         if not journal.exists():
             raise UsageError(f"journal {journal} does not exist", hint="check --journal PATH")
+        _check_batch_tls(None, None, smtp_ca_file, insecure)
         pw = resolve_secret(smtp_password, what="--smtp-password") if smtp_password else None
-        lines = resend(journal, job, password=pw, include_sent=again)
+        fix = None
+        if smtp_host or smtp_port or smtp_security or smtp_user or smtp_ca_file or insecure:
+            fix = NotifyOptions(smtp_host=smtp_host, smtp_port=smtp_port, smtp_security=smtp_security,
+                                smtp_user=smtp_user, smtp_password=smtp_password, ca_file=smtp_ca_file,
+                                insecure=insecure)
+        lines = resend(journal, job, password=pw, include_sent=again, smtp=fix)
     except MigrateError as exc:
         _fail(exc)
         return
     if not lines:
         out.print("nothing to send: every confirmation mail in this journal was sent")
     for line in lines:
-        out.print(line, markup=False)
+        out.print(line, markup=False, soft_wrap=True)
     raise typer.Exit(1 if any("NOT sent" in line for line in lines) else 0)
 
 
 @app.command()
-def providers() -> None:
-    """List the provider presets with their settings and what a user must do first."""
+def providers(
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="Show this preset in detail.",
+                                               show_default=False)] = None,
+) -> None:
+    """List the provider presets with their settings and what a user must do first.
+
+    Examples:
+
+    \b
+      mailmigrate providers          # every preset
+      mailmigrate providers gmail    # one preset in detail: servers, sign-in, limits, folders
+    """
     from rich.table import Table
 
     from migrate.providers.describe import provider_rows
     from migrate.ui import out
+    if name is not None:
+        try:
+            _show_preset(name)
+        except MigrateError as exc:
+            _fail(exc)
+        return
     rows = provider_rows()
     if out.width < 150:  # too narrow for a table (a pipe, a small terminal): one block each
         for r in rows:
@@ -382,15 +645,51 @@ def providers() -> None:
     out.print(table)
 
 
+def _show_preset(name: str) -> None:
+    """``mailmigrate providers NAME``: every fact of one preset, a line each (never wrapped: greppable)."""
+    from migrate import providers
+    from migrate.providers.describe import format_bytes, preset_row
+
+    preset = providers.get(name)  # UsageError listing the valid names
+    row, q = preset_row(preset), preset.quirks
+    lines = [f"{preset.name}: {preset.title}", f"  domains: {row['domains']}",
+             f"  imap: {row['imap'] if preset.imap_host else 'none: give --source-host/--target-host'}",
+             f"  smtp: {row['smtp']}", f"  auth: {row['auth']}",
+             f"  login: {'the local part of the address' if preset.username == 'localpart' else 'the address'}"]
+    if preset.oauth:
+        lines.append(f"  sign in: mailmigrate auth {preset.name} --email ADDRESS")
+    lines += [f"  max_connections: {row['max_connections']}", f"  size_limit: {row['size_limit']}"]
+    if q.max_messages_per_second:
+        lines.append(f"  upload pace: at most {q.max_messages_per_second:g} messages/s")
+    if q.daily_download_bytes or q.daily_upload_bytes:
+        lines.append(f"  daily limits: download {format_bytes(q.daily_download_bytes)}, "
+                     f"upload {format_bytes(q.daily_upload_bytes)}")
+    if q.folder_count_cap:
+        lines.append(f"  messages visible per folder: {q.folder_count_cap}"
+                     + (f" (all of them on {q.export_host})" if q.export_host else ""))
+    if preset.special_folders:
+        lines.append("  special folders: " + ", ".join(f"{k} = {v}" for k, v in preset.special_folders.items()))
+    if q.source_skip_folders:
+        lines.append(f"  folders not read as a source: {', '.join(q.source_skip_folders)}")
+    if q.reserved_folders:
+        lines.append(f"  names it keeps for itself: {', '.join(q.reserved_folders)}")
+    if q.drop_flags:
+        lines.append(f"  flags it refuses (dropped): {', '.join(q.drop_flags)}")
+    lines.append(f"  first: {row['hint'] or '-'}")
+    typer.echo("\n".join(lines))
+
+
 @app.command()
 def auth(
-    provider: Annotated[str, typer.Argument(help="gmail, or outlook / microsoft365 (the OAuth providers).",
-                                            show_default=False)],
-    email: Annotated[str, Opt(help="The address to sign in as.")],
-    client_id: Annotated[str | None, Opt(help="OAuth client id (default: $MAILMIGRATE_GOOGLE_CLIENT_ID or "
-                                              "$MAILMIGRATE_MS_CLIENT_ID).")] = None,
-    client_secret: Annotated[str | None, Opt(help="Google client secret: env:NAME, file:PATH or the value "
-                                                  "(default: $MAILMIGRATE_GOOGLE_CLIENT_SECRET).")] = None,
+    provider: Annotated[str, typer.Argument(metavar="{gmail,outlook,microsoft365}",
+                                            help="The provider to sign in with.", show_default=False)],
+    email: Annotated[str, Opt(metavar="ADDRESS", help="The address to sign in as.")],
+    client_id: Annotated[str | None, Opt(metavar="ID", help="OAuth client id (default: "
+                                                            "$MAILMIGRATE_GOOGLE_CLIENT_ID or "
+                                                            "$MAILMIGRATE_MS_CLIENT_ID).")] = None,
+    client_secret: Annotated[str | None, Opt(metavar=SECRET_REF, help="Google client secret (default: "
+                                                                      "$MAILMIGRATE_GOOGLE_CLIENT_SECRET)."
+                                             )] = None,
     no_browser: Annotated[bool, Opt("--no-browser", help="Google: only print the address to open.")] = False,
     forget: Annotated[bool, Opt("--forget", help="Delete the stored sign-in instead.")] = False,
 ) -> None:
@@ -399,11 +698,20 @@ def auth(
     Google opens a browser and returns to a one-time 127.0.0.1 address; Microsoft prints a code to
     enter at microsoft.com/devicelogin (works over SSH). The refresh token goes to the OS keyring if
     one is available, else to $MAILMIGRATE_HOME/tokens/ (readable only by you); never an access token.
+
+    Examples:
+
+    \b
+      mailmigrate auth gmail --email alice@gmail.com        # browser sign-in
+      mailmigrate auth outlook --email bob@outlook.com      # device code: works over SSH
+      mailmigrate auth gmail --email alice@gmail.com --client-id ID --client-secret env:GOOGLE_SECRET
+      mailmigrate auth outlook --email bob@outlook.com --forget
     """
     from migrate import oauth
     from migrate.accounts import resolve_secret
     from migrate.ui import out
     try:
+        _warn_literal_secrets(("--client-secret", client_secret))
         kind = oauth.kind_for(provider)
         if forget:
             gone = oauth.forget_signin(kind, email)
@@ -426,8 +734,8 @@ def auth(
 
 @app.command()
 def demo(
-    target_maildir: Annotated[Path, Opt(help="Where to write the copy.")] = Path("demo-output/Maildir"),
-    journal: Annotated[Path | None, Opt(help="Journal file (default: next to the output).")] = None,
+    target_maildir: Annotated[Path, Opt(metavar="DIR", help="Where to write the copy.")] = Path("demo-output/Maildir"),
+    journal: Annotated[Path | None, Opt(metavar="PATH", help="Journal file (default: next to the output).")] = None,
 ) -> None:
     """Migrate the bundled sample mailbox into a local Maildir (no server needed), then show the summary."""
     from migrate.api import ImportRequest, run_import, sample_mailbox

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from .errors import UsageError
 from .imap import utf7 as imap_utf7
 from .models import SPECIAL_USES, FolderInfo, Namespace
 
@@ -101,6 +102,9 @@ class FolderPlan:
     gmail: bool = False
     #: role -> target name the caller must CREATE (the target had no folder for that role)
     new_special: dict[str, str] = field(default_factory=dict)
+    #: ``include`` patterns and ``map_folder`` sources that name no source folder (``check_patterns``)
+    unmatched_include: list[str] = field(default_factory=list)
+    unmatched_map: dict[str, str] = field(default_factory=dict)
 
     def target_for(self, source: str) -> str | None:
         return next((m.target for m in self.mappings if m.source == source), None)
@@ -420,6 +424,10 @@ def plan_folders(
     names: dict[int, str | _Root] = {}
     reasons: dict[int, str] = {}
     skipped = {e.index: r for e in src if (r := skip_reason(e))}
+    # A pattern or override that names no folder is most likely a typo: kept for check_patterns.
+    unmatched_include = [p for p in include if not any(matches(p, e) for e in src)]
+    used_maps = {k for e in src for k in forms(e) if k in overrides and (k == e.info.name or by_parts[e.parts] is e)}
+    unmatched_map = {k: v for k, v in overrides.items() if k not in used_maps}
     if inbox := next((e for e in src if e.inbox), None):
         taken["INBOX"] = inbox  # even overridden or excluded, nothing else becomes the INBOX
 
@@ -513,4 +521,25 @@ def plan_folders(
             e.attr if is_gmail and e.attr in GMAIL_VIEWS else None)
         target = None if skip or isinstance(name, _Root) else name
         mappings.append(FolderMapping(e.info.name, target, skip or reasons[e.index], role, e.info.selectable))
-    return FolderPlan(mappings, renamed, is_gmail, new_special)
+    return FolderPlan(mappings, renamed, is_gmail, new_special, unmatched_include, unmatched_map)
+
+
+_SHOW_FOLDERS = 40  # folder names an error lists before "... and N more"
+
+
+def check_patterns(plan: FolderPlan) -> FolderPlan:
+    """Refuse (``UsageError``, exit 2) an ``--include`` pattern or a ``--map-folder`` source that
+    matches no source folder: a typo would otherwise copy nothing, or ignore the mapping, and
+    report success. The error lists the folders the source has. Returns ``plan``."""
+    wrong = [f"--include '{p}'" for p in plan.unmatched_include]
+    wrong += [f"--map-folder '{k}={v}'" for k, v in plan.unmatched_map.items()]
+    if not wrong:
+        return plan
+    names = [m.source for m in plan.mappings]
+    shown = ", ".join(names[:_SHOW_FOLDERS])
+    if len(names) > _SHOW_FOLDERS:
+        shown += f" and {len(names) - _SHOW_FOLDERS} more (--dry-run lists them all)"
+    what = " and ".join(wrong) if len(wrong) < 3 else ", ".join(wrong[:-1]) + " and " + wrong[-1]
+    raise UsageError(f"{what} {'matches' if len(wrong) == 1 else 'match'} no source folder",
+                     hint=f"the source has: {shown or 'no folders'}; names are case-sensitive (fnmatch "
+                          "patterns like 'Sent*', or a role like \\Sent)")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .accounts import ImapAccount, LocalStore, Secret, TokenProvider, resolve_secret, tls_context
 from .endpoint import Endpoint
-from .errors import UsageError
+from .errors import TlsFailed, UsageError
 from .gate import WriteGate, gated
 
 if TYPE_CHECKING:
@@ -171,31 +171,50 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
     username = o.username
     if not username and preset and preset.username == "localpart":
         username = o.email.partition("@")[0]
+    if o.ca_file:  # before a password prompt: a wrong path is known now
+        check_ca_file(o.ca_file, f"{flag}-ca-file")
     password: Secret | None = None
     token: TokenProvider | None = None
+    # A provider that takes no password over IMAP (Outlook.com, Microsoft 365) at its own server:
+    # a password cannot work, and asking for one sends the user the wrong way.
+    oauth_only = bool(preset and preset.oauth and not o.host and not {"password", "app-password"} & set(preset.auth))
+    sign_in = f"mailmigrate auth {preset.name} --email {o.email}" if preset and preset.oauth else None
     if o.oauth_token:
         token = _token_provider(o.oauth_token, f"{flag}-oauth-token")
     elif o.password:
+        if oauth_only:
+            assert preset is not None
+            raise UsageError(f"{flag}-password: {preset.name} accepts no password over IMAP, only "
+                             f"{_signin_name(preset.oauth)} sign-in",
+                             hint=f"run '{sign_in}' once, then import without {flag}-password")
         password = resolve_secret(o.password, what=f"{flag}-password")
     else:
         token = _stored_signin(preset, o.email) if preset is not None else None
         if token is None:
+            if oauth_only:
+                assert preset is not None
+                raise UsageError(f"no sign-in for the {o.role} account {o.email} ({preset.name} accepts only "
+                                 f"{_signin_name(preset.oauth)} sign-in, no password)",
+                                 hint=f"run '{sign_in}' once, then run this import again")
             if not o.interactive:
+                other = f", or run '{sign_in}' once" if sign_in else " (or run interactively)"
                 raise UsageError(f"no password for the {o.role} account {o.email}",
-                                 hint=f"pass {flag}-password env:NAME or file:PATH (or run interactively)")
+                                 hint=f"pass {flag}-password env:NAME or file:PATH{other}")
             password = Secret(getpass.getpass(f"Password for {o.role} {username or o.email}: "))
     account = ImapAccount(email=o.email, host=host, port=port, security=security,  # type: ignore[arg-type]
                           username=username, password=password, oauth_token=token,
                           oauth_mechanism=o.oauth_mechanism, ca_file=o.ca_file, insecure=o.insecure,
                           timeout=o.timeout, provider=preset.name if preset else None)
-    if o.ca_file:
-        _check_ca_file(o.ca_file, f"{flag}-ca-file")
 
     side_gate = WriteGate.for_source(account.label) if o.role == "source" else gate
 
     def open_imap() -> Endpoint:
         from .imap import connect
-        return gated(connect(account), side_gate)  # type: ignore[no-any-return]
+        try:
+            endpoint = connect(account)
+        except TlsFailed as exc:  # say which side, and which CA file did not vouch for the server
+            raise _tls_failure(exc, o.role, flag, account) from None
+        return gated(endpoint, side_gate)  # type: ignore[no-any-return]
 
     hooks = None
     if preset is not None:
@@ -210,7 +229,34 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
                 password=password, login=account.login, oauth_token=token)
 
 
-def _check_ca_file(path: str, flag: str) -> None:
+def _signin_name(kind: str | None) -> str:
+    return {"google": "Google", "microsoft": "Microsoft"}.get(kind or "", "OAuth")
+
+
+_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH: the CA may be right, the name is not
+
+
+def _tls_failure(exc: TlsFailed, role: str, flag: str, account: ImapAccount) -> TlsFailed:
+    where = f"{account.host}:{account.port}"
+    cause = exc.__cause__ or exc.__context__
+    if not isinstance(cause, ssl.SSLCertVerificationError):  # handshake, no STARTTLS: just name the side
+        return TlsFailed(f"{role}: {exc.message}", hint=exc.hint, reference=exc.reference)
+    reason = cause.verify_message or cause.reason or "verification failed"
+    if cause.verify_code == _HOSTNAME_MISMATCH:
+        hint = (f"give {flag}-host the name the server's certificate is issued for; --insecure skips "
+                "verification (not recommended)")
+    elif account.ca_file:
+        return TlsFailed(f"{role}: TLS certificate of {where} not trusted by {account.ca_file} ({reason})",
+                         hint=f"give {flag}-ca-file the CA certificate (PEM) that signed {account.host}'s "
+                              f"certificate", reference=exc.reference)
+    else:
+        hint = (f"pass the server's CA certificate with {flag}-ca-file (PEM); --insecure skips verification "
+                "(not recommended)")
+    return TlsFailed(f"{role}: TLS certificate of {where} not accepted: {reason}", hint=hint,
+                     reference=exc.reference)
+
+
+def check_ca_file(path: str, flag: str) -> None:
     """Load the CA file now, so a wrong path or a non-PEM file is a usage error, not a TLS failure later."""
     hint = "give the CA certificate (PEM, '-----BEGIN CERTIFICATE-----') that signed the server's certificate"
     if not os.path.exists(path):

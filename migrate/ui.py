@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 def _console(stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    # A log or a pipe has no width: a notice stays one line there (rich would wrap it at 80 columns).
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 def __getattr__(name: str) -> Any:
@@ -46,21 +49,72 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def progress_line(snap: dict[str, object]) -> Text:
+def human_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _num(snap: Mapping[str, object], key: str) -> float:
+    v = snap.get(key)
+    return float(v) if isinstance(v, int | float) else 0.0
+
+
+def progress_parts(snap: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The progress of a job as (text, rich style) pieces, from a ``Progress.snapshot()`` (also an
+    older one, read back from a journal): planning, then "scanning folders: 7/13", then copying
+    with the percentage and the ETA from bytes, and the folders being copied."""
+    phase = snap.get("phase", "copying")
+    total, done = int(_num(snap, "total_messages")), int(_num(snap, "done_messages"))
+    if phase == "planning":
+        return [("planning: listing and creating folders", "bold")]
+    if phase == "scanning":
+        parts = [(f"scanning folders: {int(_num(snap, 'folders_scanned'))}/{int(_num(snap, 'folders_to_scan'))}",
+                  "bold")]
+        if total:
+            parts.append((f"{total} messages", ""))
+        return parts
+    pct = snap.get("percent")
+    if not isinstance(pct, int):
+        pct = min(100, 100 * done // total) if total else 100
+    parts = [(f"{pct}%", "bold"), (f"messages {done}/{total}", "")]
+    if "total_bytes" in snap:
+        parts.append((f"{human_bytes(_num(snap, 'bytes_done'))} of {human_bytes(_num(snap, 'total_bytes'))}", ""))
+    else:
+        parts.append((human_bytes(_num(snap, "bytes")), ""))
+    if snap.get("rate_bytes_s"):
+        parts.append((f"{human_bytes(_num(snap, 'rate_bytes_s'))}/s", ""))
+    eta = snap.get("eta_s")
+    parts.append((f"ETA {human_duration(eta)}" if isinstance(eta, int | float) else "ETA -", "bold"))
+    if snap.get("failed"):
+        parts.append((f"failed {snap['failed']}", "red"))
+    if snap.get("retries"):
+        parts.append((f"retries {snap['retries']}", "yellow"))
+    parts.append((f"folders {int(_num(snap, 'folders_done'))}/{int(_num(snap, 'folders_total'))}", ""))
+    current = [str(c) for c in snap.get("current") or ()]  # type: ignore[attr-defined]
+    if current:
+        more = f" +{len(current) - 3}" if len(current) > 3 else ""
+        parts.append((f"copying {', '.join(current[:3])}{more}", "cyan"))
+    return parts
+
+
+def progress_text(snap: Mapping[str, object]) -> str:
+    """One plain line (logs, pipes): the progress, then the last event (a retry...)."""
+    text = "  ".join(t for t, _ in progress_parts(snap))
+    return text + f"  ({snap['last_event']})" if snap.get("last_event") else text
+
+
+def progress_line(snap: Mapping[str, object]) -> Text:
+    """The progress for a terminal: styled, the last event on a second, dim line."""
     from rich.text import Text
 
-    eta = snap.get("eta_s")
-    eta_s = f"{int(eta) // 60}m{int(eta) % 60:02d}s" if isinstance(eta, (int, float)) else "-"
     t = Text()
-    t.append(f"folders {snap['folders_done']}/{snap['folders_total']}  ", style="bold")
-    t.append(f"messages {snap['done_messages']}/{snap['total_messages']}  ")
-    t.append(f"copied {snap['copied']}  ", style="green")
-    t.append(f"present {snap['duplicates']}  ")
-    if snap["failed"]:
-        t.append(f"failed {snap['failed']}  ", style="red")
-    t.append(f"{human_bytes(float(snap['bytes']))}  {snap['rate_msgs_s']} msg/s  ETA {eta_s}")  # type: ignore[arg-type]
-    if snap.get("retries"):
-        t.append(f"  retries {snap['retries']}", style="yellow")
+    for i, (text, style) in enumerate(progress_parts(snap)):
+        t.append(("  " if i else "") + text, style=style)
     if snap.get("last_event"):
         t.append(f"\n  {snap['last_event']}", style="dim")
     return t
@@ -93,8 +147,16 @@ def live_progress(progress: Progress, enabled: bool) -> AbstractContextManager[N
     return live(lambda: progress_line(progress.snapshot()), enabled)
 
 
+def endpoint_name(label: str, email: str | None) -> str:
+    """``alice@gmx.net (imap.gmx.net:993)``: the address, then where it is (host:port, or the path of
+    a Maildir or mbox). ``label`` is a side's label (``login@host:port``, ``maildir:PATH``)."""
+    kind, sep, path = label.partition(":")
+    where = path if sep and kind in ("maildir", "mbox") else label.rpartition("@")[2]
+    return f"{email} ({where})" if email else where
+
+
 def _summary_title(report: JobReport) -> str:
-    title = f"{report.source}  →  {report.target}"
+    title = f"{endpoint_name(report.source, report.source_email)} → {endpoint_name(report.target, report.target_email)}"
     return title + "  (dry run: nothing written)" if report.dry_run else title
 
 
@@ -128,9 +190,9 @@ def _summary_notes(report: JobReport) -> list[str]:
 
 
 def summary_text(report: JobReport) -> str:
-    """The summary as plain text (logs, pipes, cron mail)."""
-    return "\n".join([_summary_title(report), *plain_table(_summary_columns(report), _summary_rows(report)),
-                      *_summary_notes(report)])
+    """The summary as plain text (logs, pipes, cron mail); no table when nothing was planned."""
+    table = plain_table(_summary_columns(report), _summary_rows(report)) if report.folders else []
+    return "\n".join([_summary_title(report), *table, *_summary_notes(report)])
 
 
 def summary_table(report: JobReport) -> Table:
@@ -186,7 +248,10 @@ def print_summary(report: JobReport) -> None:
         error = f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else "")
     if sys.stdout.isatty():
         out = _console(False)
-        out.print(summary_table(report))
+        if report.folders:
+            out.print(summary_table(report))
+        else:  # stopped before anything was planned (login refused, ...): no empty table
+            out.print(_summary_title(report), markup=False, soft_wrap=True)
         for line in lines:
             out.print(line, markup=False, soft_wrap=True)
         out.print(status.format(f"[{color}]{word}[/]" if color else word))

@@ -152,9 +152,10 @@ def test_import_report_journal_status(pair, tmp_path):
     job_id = json.loads(report.read_text())["job_id"]
     assert job_id in r.stdout
     row = next(ln for ln in r.stdout.splitlines() if job_id in ln)
-    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    cells = row.split()  # piped: plain text, one line per job
     assert cells[0] == job_id and "ok" in cells and "2" in cells, row  # id, state, copied count
-    assert re.search(r"│ INBOX\s+│ INBOX\s+│ 1\s+│ 0\s+│ 0\s+│ complete", r.stdout), r.stdout
+    r = run("status", job_id, "--journal", str(journal))  # one job: its folders
+    assert re.search(r"^INBOX\s+INBOX\s+1\s+0\s+0\s+complete", r.stdout, re.M), r.stdout
 
 
 def test_status_bad_journal(tmp_path):

@@ -14,7 +14,8 @@ from migrate.report import ErrorInfo, Failure, FolderReport, JobReport
 
 def _report() -> JobReport:
     long = "Archive/" + "Projects-" * 12 + "final"
-    r = JobReport(job_id="j", source="a@x:993", target="b@y:993", started_at=datetime(2026, 1, 1, tzinfo=UTC),
+    r = JobReport(job_id="j", source="a@x:993", target="b@y:993", source_email="a@example.org",
+                  target_email="b@example.org", started_at=datetime(2026, 1, 1, tzinfo=UTC),
                   status="partial", exit_code=1, notification="confirmation mail: off (--no-notify)",
                   error=ErrorInfo(reference="x", message="one message refused", hint="see the report"),
                   folders=[FolderReport(source="INBOX", target="INBOX", copied=12, skipped_duplicates=3, bytes=2_500_000),
@@ -39,7 +40,7 @@ def test_summary_to_a_pipe_is_plain_text(monkeypatch: pytest.MonkeyPatch) -> Non
     text = out.getvalue()
     assert "│" not in text and "[" not in text  # no box drawing, no markup
     lines = text.splitlines()
-    assert lines[0] == "a@x:993  →  b@y:993"
+    assert lines[0] == "a@example.org (x:993) → b@example.org (y:993)"
     long = r.folders[2].source
     row = next(ln for ln in lines if ln.startswith(long))
     assert row.split() == [long, long, "0", "0", "1", "0", "B"]  # the whole name, never "Archive/Pro…"
@@ -54,3 +55,36 @@ def test_summary_to_a_pipe_is_plain_text(monkeypatch: pytest.MonkeyPatch) -> Non
     for ln in lines[2:5]:  # the three folder rows
         copied = re.match(r"(.+?) {2,}(.+?) {2,}(\d+)", ln)
         assert copied is not None and ui._width(copied.group(0)) == col, (ln, lines[1])
+
+
+def test_endpoint_names() -> None:
+    assert ui.endpoint_name("alice@gmx.net@imap.gmx.net:993", "alice@gmx.net") == "alice@gmx.net (imap.gmx.net:993)"
+    assert ui.endpoint_name("alice@mail.example.com:143", "alice@example.com") == \
+        "alice@example.com (mail.example.com:143)"  # the login differs from the address
+    assert ui.endpoint_name("maildir:/srv/mail/bob", None) == "/srv/mail/bob"
+    assert ui.endpoint_name("mbox:/tmp/x.mbox", "bob@example.com") == "bob@example.com (/tmp/x.mbox)"
+
+
+def test_no_table_when_nothing_was_planned(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    r = JobReport(job_id="j", source="a@x:993", target="b@y:993", source_email="a@example.org",
+                  target_email="b@example.org", started_at=datetime(2026, 1, 1, tzinfo=UTC), status="failed",
+                  exit_code=3, error=ErrorInfo(reference="login-failed", message="login refused", hint="check"))
+    r.compute_totals()
+    ui.print_summary(r)
+    assert out.getvalue().splitlines() == ["a@example.org (x:993) → b@example.org (y:993)", "status: failed (exit 3)"]
+    assert err.getvalue() == "error: login refused (hint: check)\n"
+
+
+def test_console_notices_not_wrapped_off_a_terminal() -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, highlight=False)
+    console.soft_wrap = not console.is_terminal  # as ui._console does
+    console.print("warning: " + "word " * 40)
+    assert len(buf.getvalue().splitlines()) == 1
+    ui._console.cache_clear()
+    assert ui._console(True).soft_wrap is True  # pytest captures stderr: not a terminal
