@@ -3,6 +3,9 @@
 The whole file is checked before anything connects, and every problem is reported at once with
 its physical line number, so a user fixes the file in one pass. Secrets are never echoed:
 password cells are only tested for being empty or for resolving (``env:`` / ``file:``).
+
+Columns are matched by their header name, in any order: ``COLUMNS`` must all be there,
+``OPTIONAL_COLUMNS`` may be; any other name is an error (a typo must not silently drop a value).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ COLUMNS: tuple[str, ...] = (
     "source_security", "source_username", "target_email", "target_password", "target_provider",
     "target_host", "target_port", "target_security", "target_username", "notify",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("source_oauth_token", "target_oauth_token")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("source_oauth_token", "target_oauth_token", "source_ca_file",
+                                     "target_ca_file")
 SECURITIES = ("ssl", "starttls", "none")
 MAX_FILE_BYTES = 1_000_000  # 25 rows never need more; stops a wrong file (a mailbox dump) early
 _KNOWN = frozenset(COLUMNS + OPTIONAL_COLUMNS)
@@ -45,6 +49,8 @@ class SideSpec:
     username: str | None = None
     password_ref: str | None = None  # raw cell: "env:X", "file:P" or the literal password
     oauth_token_ref: str | None = None
+    ca_file: str | None = None  # trust this CA (PEM) for the server's certificate
+    insecure: bool = False  # do not verify the certificate (``batch --insecure``, never from the CSV)
 
     def __repr__(self) -> str:
         def hide(v: str | None) -> str:
@@ -52,7 +58,8 @@ class SideSpec:
 
         return (f"SideSpec(email={self.email!r}, provider={self.provider!r}, host={self.host!r}, "
                 f"port={self.port}, security={self.security!r}, username={self.username!r}, "
-                f"password_ref={hide(self.password_ref)}, oauth_token_ref={hide(self.oauth_token_ref)})")
+                f"password_ref={hide(self.password_ref)}, oauth_token_ref={hide(self.oauth_token_ref)}, "
+                f"ca_file={self.ca_file!r}, insecure={self.insecure})")
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,25 @@ def _ref_problem(ref: str) -> str | None:
     return None
 
 
+def ca_problem(cell: str) -> str | None:
+    """Why a ``*_ca_file`` cell is not a CA certificate we can load."""
+    path = Path(cell).expanduser()
+    if not path.exists():
+        return f"file {path} does not exist"
+    if path.is_dir():
+        return f"{path} is a directory, not a CA certificate (PEM)"
+    import ssl
+
+    from ..accounts import tls_context
+
+    try:
+        tls_context(str(path), insecure=False)
+    except (ssl.SSLError, OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        return f"{path} is not a usable CA certificate ({reason}): give the PEM file of the CA"
+    return None
+
+
 # --- tokenising -------------------------------------------------------------------------
 
 
@@ -192,22 +218,17 @@ def _header_problems(names: list[str]) -> tuple[list[str], bool]:
         names.pop()
     if not any(c in _KNOWN for c in names):
         return [f"missing header: the first line must be the column names {','.join(COLUMNS)}"], False
+    # Matched by name, in any order: only missing, unknown and repeated names are problems.
     msgs: list[str] = []
     missing = [c for c in COLUMNS if c not in names]
     unknown = [c or "(empty)" for c in names if c not in _KNOWN]
     dupes = sorted({c for c in names if c in _KNOWN and names.count(c) > 1})
     if missing:
-        msgs.append(f"missing columns: {', '.join(missing)}")
+        msgs.append(f"missing columns: {', '.join(missing)} (required: {','.join(COLUMNS)})")
     if unknown:
-        msgs.append(f"unknown columns: {', '.join(unknown)}")
+        msgs.append(f"unknown columns: {', '.join(unknown)} (known: {','.join(COLUMNS + OPTIONAL_COLUMNS)})")
     if dupes:
         msgs.append(f"columns appear twice: {', '.join(dupes)}")
-    present = [c for c in names if c in _KNOWN]
-    expected = list(COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in names]
-    if not missing and not dupes and present != expected:
-        i = next(i for i, (a, b) in enumerate(zip(present, expected, strict=True)) if a != b)
-        msgs.append(f"columns out of order: found {present[i]!r} where {expected[i]!r} belongs "
-                    f"(order: {','.join(expected)})")
     return msgs, not (missing or dupes)
 
 
@@ -255,6 +276,9 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
     if security and security not in SECURITIES:
         bad("security", f"{_show(rec[f'{side}_security'])} is not a security mode (ssl, starttls or none)")
 
+    ca = rec.get(f"{side}_ca_file") or None
+    if ca and (why := ca_problem(ca)):
+        bad("ca_file", why)
     pw, tok = rec[f"{side}_password"] or None, rec.get(f"{side}_oauth_token") or None
     if pw and pw.startswith(_REFS) and (why := _ref_problem(pw)):
         bad("password", why)
@@ -289,7 +313,7 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
         port = pport if security == psec else (993 if security == "ssl" else 143)
     return SideSpec(email=email, provider=preset.name, host=host or preset.imap_host, port=port,
                     security=security, username=rec[f"{side}_username"] or None,
-                    password_ref=pw, oauth_token_ref=tok)
+                    password_ref=pw, oauth_token_ref=tok, ca_file=str(Path(ca).expanduser()) if ca else None)
 
 
 # --- public API -------------------------------------------------------------------------

@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Literal
 
 from ..api import ImportRequest, notify_job, spec_for
-from ..engine.job import Job, JobSpec
+from ..engine import JobHandle, JobSpec
 from ..engine.progress import Progress
 from ..errors import ExitCode, MigrateError, redact, register_secret
 from ..gate import WriteGate
 from ..journal import default_journal_path
-from ..notify.options import NotifyOptions
+from ..notify.options import NotifyOptions, mail_state
 from ..report import ErrorInfo, JobReport, dumps, load, utcnow, write_private
 from ..sides import Side, SideOptions, build_side
 from .reader import BatchRow, SideSpec
@@ -76,6 +76,9 @@ class RowReport:
     connections: int = 0  # per side, as granted by the connection budget
     journal: str | None = None
     notify: list[str] = field(default_factory=list)
+    # What happened to the row's confirmation mail: sent | failed | no-smtp | unchanged | off |
+    # no-recipients | interrupted | none (see ``migrate.notify.options.mail_state``).
+    mail: str = "none"
     duration_s: float = 0.0
     report: JobReport | None = None
 
@@ -209,7 +212,7 @@ class _Row:
     req: ImportRequest | None = None
     need: dict[ServerKey, int] = field(default_factory=dict)
     progress: Progress | None = None
-    job: Job | None = None
+    job: JobHandle | None = None
     state: str = "pending"  # pending | running | ok | partial | failed | interrupted | dry-run
     started: float | None = None
 
@@ -217,7 +220,19 @@ class _Row:
 def side_options(spec: SideSpec, role: str, *, timeout: float = 60.0) -> SideOptions:
     return SideOptions(role, email=spec.email, username=spec.username, password=spec.password_ref,
                        provider=spec.provider, host=spec.host, port=spec.port, security=spec.security,
+                       ca_file=spec.ca_file, insecure=spec.insecure,
                        oauth_token=spec.oauth_token_ref, timeout=timeout, interactive=False)
+
+
+def with_tls(rows: list[BatchRow], *, source_ca_file: str | None = None, target_ca_file: str | None = None,
+             insecure: bool = False) -> list[BatchRow]:
+    """The batch's ``--source-ca-file``/``--target-ca-file``/``--insecure`` applied to every row
+    (a row's own ``*_ca_file`` cell wins over the option)."""
+    def side(spec: SideSpec, ca: str | None) -> SideSpec:
+        return replace(spec, ca_file=spec.ca_file or ca, insecure=insecure)
+
+    return [replace(r, source=side(r.source, source_ca_file), target=side(r.target, target_ca_file))
+            for r in rows]
 
 
 def _error(exc: MigrateError) -> ErrorInfo:
@@ -243,8 +258,12 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
               journal_dir: Path | None = None, report_path: Path | None = None, progress_ui: bool = False,
               dry_run: bool = False, retries: int = 8, retry_base: float = 1.0, timeout: float = 60.0,
               batch_count: int = 100, rerun_command: str | None = None, file: str | None = None,
-              notify: NotifyOptions | None = None) -> BatchReport:
+              notify: NotifyOptions | None = None, source_ca_file: str | None = None,
+              target_ca_file: str | None = None, insecure: bool = False) -> BatchReport:
     """Run every row (validated by ``read_batch``) and return the batch report.
+
+    ``source_ca_file``/``target_ca_file``: trust this CA for every row's source/target (a row's own
+    ``*_ca_file`` cell wins); ``insecure``: verify no certificate (``batch --insecure``).
 
     ``notify``: after each row (not in a dry run) a confirmation mail goes to the row's source and
     target addresses plus its ``notify`` cell's addresses (``notify.extra`` are added to every
@@ -256,6 +275,7 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
     """
     if parallel < 1:
         raise ValueError("parallel must be at least 1")
+    rows = with_tls(rows, source_ca_file=source_ca_file, target_ca_file=target_ca_file, insecure=insecure)
     # Literal passwords from the CSV: scrub them from anything shown or stored, before anything runs.
     for r in rows:
         for s in (r.source, r.target):
@@ -312,11 +332,11 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
     def work(st: _Row) -> None:
         assert st.spec is not None
         st.progress = Progress()
-        st.job = Job(st.spec, st.progress)
+        st.job = JobHandle(st.spec, progress=st.progress)  # Ctrl-C cancels it from now on
         if stop.is_set():
             return
         try:
-            jr = st.job.run()
+            jr = st.job.start().wait()
         except MigrateError as exc:  # e.g. the journal cannot be opened
             _finish_row(st, error=_error(exc), exit_code=int(exc.exit_code), status="failed")
             return
@@ -374,7 +394,7 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
                     stop.set()
                     for st in running.values():
                         if st.job is not None:
-                            st.job.cancel.set()
+                            st.job.cancel()
                     continue
                 for fut in done:
                     st = running.pop(fut)
@@ -390,6 +410,8 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
 
+    for st in states:  # what happened to each row's mail, for the table and the JSON report
+        st.out.mail = mail_state(st.out.report.notification if st.out.report is not None else None)
     report.rows = [st.out for st in states]
     report.finished_at = utcnow()
     report.duration_s = round(time.monotonic() - t0, 3)
@@ -475,19 +497,49 @@ def summary_table(report: BatchReport):  # type: ignore[no-untyped-def]
     table.add_column("failed", justify="right")
     table.add_column("size", justify="right")
     table.add_column("time", justify="right")
+    if not report.dry_run:
+        table.add_column("mail", no_wrap=True)
     for r in report.rows:
         t = r.report.totals if r.report is not None else None
-        table.add_row(str(r.line), r.source, r.target,
-                      Text(f"{r.status} (exit {r.exit_code})", style=_STATE_STYLE.get(r.status, "")),
-                      str(t.copied) if t else "-", str(t.skipped_duplicates) if t else "-",
-                      Text(str(t.failed), style="red" if t.failed else "") if t else Text("-"),
-                      _human_bytes(t.bytes) if t else "-", f"{r.duration_s:.1f}s")
+        cells = [str(r.line), r.source, r.target,
+                 Text(f"{r.status} (exit {r.exit_code})", style=_STATE_STYLE.get(r.status, "")),
+                 str(t.copied) if t else "-", str(t.skipped_duplicates) if t else "-",
+                 Text(str(t.failed), style="red" if t.failed else "") if t else Text("-"),
+                 _human_bytes(t.bytes) if t else "-", f"{r.duration_s:.1f}s"]
+        if not report.dry_run:
+            word, style = _MAIL_WORDS.get(r.mail, ("-", ""))
+            cells.append(Text(word, style=style))
+        table.add_row(*cells)
     tt = report.totals
-    table.add_row(Text("total", style="bold"), "", "", f"{tt.ok}/{tt.rows} ok", str(tt.copied),
-                  str(tt.skipped_duplicates), Text(str(tt.failed_messages), style="bold red" if tt.failed_messages
-                                                   else "bold"),
-                  _human_bytes(tt.bytes), f"{report.duration_s:.1f}s")
+    total = [Text("total", style="bold"), "", "", f"{tt.ok}/{tt.rows} ok", str(tt.copied),
+             str(tt.skipped_duplicates), Text(str(tt.failed_messages), style="bold red" if tt.failed_messages
+                                              else "bold"),
+             _human_bytes(tt.bytes), f"{report.duration_s:.1f}s"]
+    if not report.dry_run:
+        sent = sum(r.mail == "sent" for r in report.rows)
+        total.append(f"{sent}/{tt.rows} sent")
+    table.add_row(*total)
     return table
+
+
+# RowReport.mail -> the table's "mail" cell
+_MAIL_WORDS = {"sent": ("sent", "green"), "failed": ("NOT sent", "red"), "no-smtp": ("not sent: no SMTP", "red"),
+               "unchanged": ("not needed", ""), "off": ("off", ""), "no-recipients": ("no recipients", "red"),
+               "interrupted": ("not sent", "yellow"), "none": ("-", "")}
+
+
+def mail_line(report: BatchReport) -> str:
+    """One line: how many rows' confirmation mails went out, and why the others did not."""
+    words = {"sent": "sent", "failed": "NOT sent (SMTP error)",
+             "no-smtp": "not sent (no SMTP server known for the target: give --smtp-host)",
+             "unchanged": "not needed (nothing copied or failed)", "off": "off",
+             "no-recipients": "not sent (no recipient addresses)", "interrupted": "not sent (interrupted)",
+             "none": "not sent (the row did not run)"}
+    counts: dict[str, int] = {}
+    for r in report.rows:
+        counts[r.mail] = counts.get(r.mail, 0) + 1
+    parts = [f"{counts[k]} {w}" for k, w in words.items() if counts.get(k)]
+    return f"confirmation mails: {', '.join(parts)}"
 
 
 def print_batch_summary(report: BatchReport) -> None:
@@ -507,8 +559,10 @@ def print_batch_summary(report: BatchReport) -> None:
             out.print(f"line {r.line}: {r.source} -> {r.target}: {r.report.totals.failed} messages failed "
                       "(see the JSON report)", markup=False, highlight=False, soft_wrap=True)
         note = r.report.notification if r.report is not None else None
-        if note and "NOT sent" in note:
+        if note and r.mail in ("failed", "no-smtp", "no-recipients", "interrupted"):  # the mail did not go out
             out.print(f"line {r.line}: {note}", markup=False, highlight=False, soft_wrap=True)
+    if not report.dry_run and report.rows:
+        out.print(mail_line(report), markup=False, highlight=False, soft_wrap=True)
     t = report.totals
     parts = [f"{t.ok} ok"] + [f"{n} {what}" for n, what in ((t.partial, "partial"), (t.failed, "failed"),
                                                              (t.interrupted, "interrupted")) if n]

@@ -4,7 +4,9 @@ Layout and naming decisions:
 
 * The root's ``cur/ new/ tmp/`` is INBOX. Folder ``A/B`` is the directory ``.A.B`` (with its own
   ``cur/ new/ tmp/`` and a ``maildirfolder`` marker). We list names with ``/`` as delimiter and
-  an empty prefix. Directory names are UTF-8 (not modified UTF-7).
+  an empty prefix. Directory names are modified UTF-7, as Dovecot writes and reads them
+  (``Entwürfe`` is ``.Entw&APw-rfe``); a raw UTF-8 directory (``.Entwürfe``, written by earlier
+  versions) is still read and used where it is the only one.
 * Inside a name part, ``\\`` is stored as ``\\5c`` and ``.`` as ``\\2e`` (Dovecot ``listescape``
   style), so ``v1.2/notes`` <-> ``.v1\\2e2.notes``. A directory whose name is not the canonical
   encoding of some folder name is ignored (and logged).
@@ -70,6 +72,7 @@ from ._maildir_layout import (
     encode_folder,
     info_of,
     is_folder_dir,
+    legacy_folder_dir,
     list_files,
 )
 
@@ -173,7 +176,7 @@ class MaildirEndpoint:
         return out
 
     def create_folder(self, name: str) -> None:
-        rel = encode_folder(name)
+        rel = self._rel(name)
         if not rel or not self.gate.allow("create-folder", f"{self.label}: {name}"):
             return
         try:
@@ -274,8 +277,17 @@ class MaildirEndpoint:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _folder(self, name: str) -> _Folder:
+    def _rel(self, name: str) -> str:
+        """The folder's directory under the root: Dovecot's name (``encode_folder``), or the raw
+        UTF-8 one an earlier version wrote when only that exists (existing targets keep working)."""
         rel = encode_folder(name)
+        old = legacy_folder_dir(name) if rel else None
+        if old is None or is_folder_dir(self.path / rel) or not is_folder_dir(self.path / old):
+            return rel
+        return old
+
+    def _folder(self, name: str) -> _Folder:
+        rel = self._rel(name)
         d = self.path / rel if rel else self.path
         if (not d.is_dir() or not is_folder_dir(d)) and not (rel == "" and self._absent_root):
             self._folders.pop(rel, None)

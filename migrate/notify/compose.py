@@ -27,7 +27,52 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069
 
 # Status colours for the HTML part (border/badge), chosen to stay readable on white.
 _COLOURS = {"ok": "#1a7f37", "partial": "#9a6700", "problems": "#9a6700", "interrupted": "#cf222e",
-            "dry_run": "#0969da"}
+            "full": "#cf222e", "dry_run": "#0969da"}
+
+# What the engine writes in English (report notes and reasons) -> the key of its translation.
+# "the new mailbox is full" is migrate.engine.quota's FULL.
+_NOTES = {"unchanged": "note_unchanged", "excluded": "note_excluded", "not-included": "note_not_included",
+          "gmail-container": "note_gmail_container", "gmail-view": "note_gmail_view",
+          "stopped: the job was interrupted": "note_stopped", "not started: the job stopped": "note_not_started",
+          "the new mailbox is full": "reason_full",
+          "not started: the new mailbox is full": "note_full_not_started"}
+_NOTE_PREFIXES = {"folder failed: ": "note_folder_failed", "not created: ": "note_not_created"}
+_REASONS = {"the new mailbox is full": "reason_full"}
+_FULL = "target-over-quota"  # migrate.errors.OverQuota.reference
+
+
+def _note(note: str, lang: str) -> str:
+    """A folder note in the mail's language where we know it (the rest is a server's words)."""
+    t = i18n.strings(lang)
+    if note in _NOTES:
+        return t[_NOTES[note]]
+    for prefix, key in _NOTE_PREFIXES.items():
+        if note.startswith(prefix):
+            return f"{t[key]}{i18n.colon(lang)} {_reason(note[len(prefix):], lang)}"
+    return note
+
+
+def _reason(reason: str, lang: str) -> str:
+    key = _REASONS.get(reason)
+    return i18n.strings(lang)[key] if key else reason
+
+
+def _is_full(r: JobReport) -> bool:
+    return r.error is not None and r.error.reference == _FULL
+
+
+def _error_text(r: JobReport, lang: str) -> tuple[str, str | None]:
+    """The job's error and hint for an end user: a full target in plain words, else as reported."""
+    assert r.error is not None
+    if _is_full(r):
+        t = i18n.strings(lang)
+        return t["full_error"], t["full_hint"]
+    return clean(r.error.message, 500), clean(r.error.hint, 500) if r.error.hint else None
+
+
+def _status_text(r: JobReport, lang: str) -> str:
+    t = i18n.strings(lang)
+    return t["status_full"] if _is_full(r) else t.get(f"status_{r.status}", clean(r.status))
 
 
 def clean(text: object, limit: int = 300) -> str:
@@ -60,6 +105,8 @@ def _route(r: JobReport) -> str:
 
 
 def _outcome(r: JobReport) -> str:
+    if _is_full(r):
+        return "full"
     if r.status in ("failed", "interrupted"):
         return "interrupted"
     if r.dry_run or r.status == "dry-run":
@@ -79,28 +126,30 @@ def _job_doc(r: JobReport, lang: str) -> _Doc:
     t, outcome = i18n.strings(lang), _outcome(r)
     n = lambda v: i18n.fmt_int(v, lang)  # noqa: E731
     failed = r.totals.failed
-    headline = i18n.tr_n(lang, "headline_partial", failed) if outcome == "partial" else t[f"headline_{outcome}"]
+    headline = (i18n.tr_n(lang, f"headline_{outcome}", failed) if outcome in ("partial", "full")
+                else t[f"headline_{outcome}"])
     facts = [
         (t["label_from"], clean(r.source_email or r.source) + (f" ({clean(r.source)})" if r.source_email else "")),
         (t["label_to"], clean(r.target_email or r.target) + (f" ({clean(r.target)})" if r.target_email else "")),
         (t["label_started"], i18n.fmt_datetime(r.started_at, lang)),
         (t["label_finished"], i18n.fmt_datetime(r.finished_at, lang)),
         (t["label_duration"], i18n.fmt_duration(r.duration_s, lang)),
-        (t["label_status"], t.get(f"status_{r.status}", clean(r.status))),
+        (t["label_status"], _status_text(r, lang)),
         (t["label_job"], clean(r.job_id)),
     ]
     if r.totals.restored:
         facts.append((t["label_restored"], t["restored_text"].format(n=n(r.totals.restored))))
     if r.error:
-        facts.append((t["label_error"], clean(r.error.message, 500)))
-        if r.error.hint:
-            facts.append((t["label_hint"], clean(r.error.hint, 500)))
+        message, hint = _error_text(r, lang)
+        facts.append((t["label_error"], message))
+        if hint:
+            facts.append((t["label_hint"], hint))
     rows, notes = [], []
     for f in r.folders:
         name = clean(f.source, 200)
         if f.target is not None and f.target != f.source:
             name += f" → {clean(f.target, 200)}"
-        note = clean(f.note, 200) if f.note else None
+        note = _note(clean(f.note, 200), lang) if f.note else None  # translated after cleaning: keeps NBSPs
         if f.target is None:
             note = f"{t['not_imported']}{i18n.colon(lang)} {note}" if note else t["not_imported"]
         rows.append([name, n(f.copied), n(f.skipped_duplicates), n(f.failed)])
@@ -133,7 +182,7 @@ def _failure_line(x: Failure, lang: str) -> str:
         parts.append(i18n.quote(clean(x.subject, 120), lang))
     if x.size is not None:
         parts.append(i18n.fmt_size(x.size, lang))
-    return f"{', '.join(parts)}{i18n.colon(lang)} {clean(x.reason, 400)}"
+    return f"{', '.join(parts)}{i18n.colon(lang)} {_reason(clean(x.reason, 400), lang)}"
 
 
 def _batch_doc(reports: Sequence[JobReport], lang: str) -> _Doc:
@@ -141,7 +190,7 @@ def _batch_doc(reports: Sequence[JobReport], lang: str) -> _Doc:
     n = lambda v: i18n.fmt_int(v, lang)  # noqa: E731
     outcomes = [_outcome(r) for r in reports]
     with_failures = sum(o in ("partial", "problems") for o in outcomes)
-    interrupted = outcomes.count("interrupted")
+    interrupted = outcomes.count("interrupted") + outcomes.count("full")
     mailboxes = i18n.tr_n(lang, "batch_mailboxes", len(reports))
     issues = []
     if with_failures:
@@ -158,7 +207,7 @@ def _batch_doc(reports: Sequence[JobReport], lang: str) -> _Doc:
         (t["label_started"], i18n.fmt_datetime(min(starts) if starts else None, lang)),
         (t["label_finished"], i18n.fmt_datetime(max(ends) if ends else None, lang)),
     ]
-    rows = [[_route(r), t.get(f"status_{r.status}", clean(r.status)), n(r.totals.copied),
+    rows = [[_route(r), _status_text(r, lang), n(r.totals.copied),
              n(r.totals.skipped_duplicates), n(r.totals.failed)] for r in reports]
     total = [t["total"], "", n(sum(r.totals.copied for r in reports)),
              n(sum(r.totals.skipped_duplicates for r in reports)), n(sum(r.totals.failed for r in reports))]
@@ -169,8 +218,11 @@ def _batch_doc(reports: Sequence[JobReport], lang: str) -> _Doc:
         rows=rows, notes=[None] * len(rows), total=total, numeric_from=2,
         table_note=t["skipped_note"] if any(r.totals.skipped_duplicates for r in reports) else None,
     )
-    errors = [f"{_route(r)}{i18n.colon(lang)} {clean(r.error.message, 400)}" + (f" ({clean(r.error.hint, 300)})" if r.error.hint else "")
-              for r in reports if r.error]
+    errors = []
+    for r in reports:
+        if r.error:
+            message, hint = _error_text(r, lang)
+            errors.append(f"{_route(r)}{i18n.colon(lang)} {message}" + (f" ({hint})" if hint else ""))
     if errors:
         doc.sections.append((t["batch_errors_title"], errors))
     return doc

@@ -72,6 +72,27 @@ EN: dict[str, str] = {
     "col_mailbox": "Mailbox",
     "col_status": "Result",
     "batch_errors_title": "Errors",
+    # A full target (the job stopped: OverQuota), in plain words.
+    "subject_full": "Mailbox import stopped, the new mailbox is full: {route}",
+    "headline_full_one": "Your new mailbox is full, so the import stopped: {n} message could not be copied.",
+    "headline_full_other": "Your new mailbox is full, so the import stopped: {n} messages could not be copied.",
+    "full_error": "The new mailbox is full: there is no room for more messages.",
+    "full_hint": "Make room in the new mailbox (delete messages you no longer need, empty the trash) or ask your "
+                 "provider for more storage, then run the import again: it continues where it stopped and copies "
+                 "nothing twice.",
+    "status_full": "stopped (the new mailbox is full)",
+    "reason_full": "the new mailbox is full",
+    # Folder notes under a row of the table.
+    "note_unchanged": "unchanged",
+    "note_excluded": "left out (--exclude)",
+    "note_not_included": "left out (not in --include)",
+    "note_gmail_container": "Gmail label container",
+    "note_gmail_view": "Gmail view (its messages are in other folders)",
+    "note_stopped": "stopped: the import was interrupted",
+    "note_not_started": "not started: the import stopped",
+    "note_full_not_started": "not started: the new mailbox is full",
+    "note_folder_failed": "folder failed",
+    "note_not_created": "folder not created",
 }
 
 DE: dict[str, str] = {
@@ -137,6 +158,27 @@ DE: dict[str, str] = {
     "col_mailbox": "Postfach",
     "col_status": "Ergebnis",
     "batch_errors_title": "Fehler",
+    "subject_full": "Postfach-Import angehalten, das neue Postfach ist voll: {route}",
+    "headline_full_one": "Ihr neues Postfach ist voll, deshalb wurde der Import angehalten: {n} Nachricht konnte "
+                         "nicht kopiert werden.",
+    "headline_full_other": "Ihr neues Postfach ist voll, deshalb wurde der Import angehalten: {n} Nachrichten "
+                           "konnten nicht kopiert werden.",
+    "full_error": "Das neue Postfach ist voll: Es hat keinen Platz für weitere Nachrichten.",
+    "full_hint": "Schaffen Sie Platz im neuen Postfach (nicht mehr benötigte Nachrichten löschen, den Papierkorb "
+                 "leeren) oder bitten Sie Ihren Anbieter um mehr Speicherplatz, und starten Sie den Import dann "
+                 "erneut: Er setzt dort fort, wo er aufgehört hat, und kopiert nichts doppelt.",
+    "status_full": "angehalten (das neue Postfach ist voll)",
+    "reason_full": "das neue Postfach ist voll",
+    "note_unchanged": "unverändert",
+    "note_excluded": "ausgelassen (--exclude)",
+    "note_not_included": "ausgelassen (nicht in --include)",
+    "note_gmail_container": "Gmail-Label-Ordner",
+    "note_gmail_view": "Gmail-Ansicht (die Nachrichten liegen in anderen Ordnern)",
+    "note_stopped": "angehalten: der Import wurde unterbrochen",
+    "note_not_started": "nicht begonnen: der Import wurde angehalten",
+    "note_full_not_started": "nicht begonnen: das neue Postfach ist voll",
+    "note_folder_failed": "Ordner fehlgeschlagen",
+    "note_not_created": "Ordner nicht angelegt",
 }
 
 # French typography: written with plain spaces here, turned into no-break spaces by _french_spacing.
@@ -204,6 +246,27 @@ FR: dict[str, str] = {
     "col_mailbox": "Boîte aux lettres",
     "col_status": "Résultat",
     "batch_errors_title": "Erreurs",
+    "subject_full": "Importation de la boîte aux lettres arrêtée, la nouvelle boîte est pleine : {route}",
+    "headline_full_one": "Votre nouvelle boîte aux lettres est pleine, l’importation s’est donc arrêtée : {n} "
+                         "message n’a pas pu être copié.",
+    "headline_full_other": "Votre nouvelle boîte aux lettres est pleine, l’importation s’est donc arrêtée : {n} "
+                           "messages n’ont pas pu être copiés.",
+    "full_error": "La nouvelle boîte aux lettres est pleine : il n’y a plus de place pour d’autres messages.",
+    "full_hint": "Libérez de la place dans la nouvelle boîte aux lettres (supprimez les messages dont vous n’avez "
+                 "plus besoin, videz la corbeille) ou demandez plus d’espace à votre fournisseur, puis relancez "
+                 "l’importation : elle reprend là où elle s’est arrêtée et ne copie rien deux fois.",
+    "status_full": "arrêtée (la nouvelle boîte aux lettres est pleine)",
+    "reason_full": "la nouvelle boîte aux lettres est pleine",
+    "note_unchanged": "inchangé",
+    "note_excluded": "laissé de côté (--exclude)",
+    "note_not_included": "laissé de côté (absent de --include)",
+    "note_gmail_container": "dossier de libellés Gmail",
+    "note_gmail_view": "vue Gmail (ses messages sont dans d’autres dossiers)",
+    "note_stopped": "arrêté : l’importation a été interrompue",
+    "note_not_started": "non commencé : l’importation s’est arrêtée",
+    "note_full_not_started": "non commencé : la nouvelle boîte aux lettres est pleine",
+    "note_folder_failed": "échec du dossier",
+    "note_not_created": "dossier non créé",
 }
 
 IT: dict[str, str] = {
@@ -269,6 +332,27 @@ IT: dict[str, str] = {
     "col_mailbox": "Casella di posta",
     "col_status": "Esito",
     "batch_errors_title": "Errori",
+    "subject_full": "Importazione della casella di posta interrotta, la nuova casella è piena: {route}",
+    "headline_full_one": "La nuova casella di posta è piena, quindi l’importazione si è fermata: {n} messaggio "
+                         "non è stato copiato.",
+    "headline_full_other": "La nuova casella di posta è piena, quindi l’importazione si è fermata: {n} messaggi "
+                           "non sono stati copiati.",
+    "full_error": "La nuova casella di posta è piena: non c’è più spazio per altri messaggi.",
+    "full_hint": "Liberare spazio nella nuova casella (eliminare i messaggi non più necessari, svuotare il cestino) "
+                 "o chiedere più spazio al proprio fornitore, poi rilanciare l’importazione: riprende da dove si "
+                 "è fermata e non copia nulla due volte.",
+    "status_full": "interrotta (la nuova casella di posta è piena)",
+    "reason_full": "la nuova casella di posta è piena",
+    "note_unchanged": "invariata",
+    "note_excluded": "esclusa (--exclude)",
+    "note_not_included": "esclusa (non in --include)",
+    "note_gmail_container": "contenitore di etichette Gmail",
+    "note_gmail_view": "vista di Gmail (i messaggi sono in altre cartelle)",
+    "note_stopped": "fermata: l’importazione è stata interrotta",
+    "note_not_started": "non iniziata: l’importazione si è fermata",
+    "note_full_not_started": "non iniziata: la nuova casella di posta è piena",
+    "note_folder_failed": "cartella non riuscita",
+    "note_not_created": "cartella non creata",
 }
 
 NBSP = "\u00a0"
