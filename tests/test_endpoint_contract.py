@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -95,15 +95,15 @@ def _mbox(tmp_path: Path) -> Store:
 
 
 def _memory() -> Store:
-    from tests.support.memory_endpoint import MemoryEndpoint  # written with the engine API
+    from tests.support.memory_endpoint import MemoryEndpoint, MemoryMailbox
 
-    ep = MemoryEndpoint()
+    box = MemoryMailbox()
     for parts, items in SEED.items():
         name = "INBOX" if parts == ("INBOX",) else "/".join(parts)
-        ep.create_folder(name)
-        ep.append(name, [AppendItem(b, f, d) for b, f, d in items])
-    ep.create_folder("Empty")
-    return Store("memory", lambda: ep, "/")
+        for body, flags, date in items:
+            box.add(name, body, flags, date)
+    box.add_folder("Empty")
+    return Store("memory", lambda: MemoryEndpoint(box), "/")
 
 
 KINDS = ["dovecot-slash", "dovecot-dot", "cyrus-dot", "maildir", "mbox"]

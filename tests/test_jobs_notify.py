@@ -103,15 +103,21 @@ def test_detach_status_follow_and_second_start_refused(dovecot, new_user, tmp_pa
         target[target.index("--target-port") + 1] = str(proxy.port)
         args = ["import", *cli_args("source", src), *target, "--journal", str(journal), "--no-notify",
                 "--batch-size", "5", "--connections", "1"]
-        proxy.stall(1.5)
+        proxy.hold_when(b"APPEND")  # the detached job waits at its first APPEND until we have looked
         r = cli(*args, "--detach")
         assert r.returncode == 0, r.stdout + r.stderr
         assert "started job" in r.stdout and "log:" in r.stdout
         job_id = r.stdout.split("started job ", 1)[1].split()[0]
-        time.sleep(0.3)
+        from migrate.journal import JobGuard
+
+        deadline = time.monotonic() + 30
+        while not JobGuard.is_running(journal, job_id):
+            assert time.monotonic() < deadline, "the detached job never took its lock"
+            time.sleep(0.02)
         second = cli(*args)
         assert second.returncode == 2, second.stdout + second.stderr
         assert "already running" in second.stderr
+        proxy.release()
         st = cli("status", "--journal", str(journal))
         assert st.returncode == 0 and job_id in st.stdout
         follow = cli("status", job_id, "--journal", str(journal), "--follow", timeout=120)

@@ -151,26 +151,40 @@ def test_uidvalidity_change_rescans_without_recopying(dovecot, new_user, tmp_pat
     assert "Projects-old" not in folders(dst)
 
 
+def _running_job(journal) -> bool:
+    """Does a live process hold the lock of a job of this journal? (The first run's own lock.)"""
+    from migrate.journal import JobGuard, lock_dir
+
+    d = lock_dir(journal, create=False)
+    return d.exists() and any(JobGuard.is_running(journal, p.name[4:-5]) for p in d.glob("job-*.lock"))
+
+
 def test_rerun_while_running_is_refused(dovecot, new_user, tmp_path):
     srv = dovecot("slash")
     src, dst = new_user(srv), new_user(srv)
-    _seed(src, 400)
+    _seed(src, 40)
     journal = tmp_path / "j.sqlite"
-    args = ["import", *cli_args("source", src), *cli_args("target", dst), "--journal", str(journal), "-q",
-            "--connections", "1"]
-    p = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ))
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline and count(dst, "INBOX") == 0 and count(dst, "Archive") == 0:
-            time.sleep(0.05)
-        second = cli(*args)
-        if p.poll() is None:  # only meaningful while the first still runs
-            assert second.returncode == 2
+    with FaultProxy("127.0.0.1", srv.port) as proxy:
+        target = cli_args("target", dst)
+        target[target.index("--target-port") + 1] = str(proxy.port)
+        args = ["import", *cli_args("source", src), *target, "--journal", str(journal), "-q", "--connections", "1"]
+        proxy.hold_when(b"APPEND")  # the first run waits at its first APPEND until we release it
+        p = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ))
+        try:
+            deadline = time.monotonic() + 30
+            while not _running_job(journal):
+                assert p.poll() is None, p.communicate()
+                assert time.monotonic() < deadline, "the first run never took its job lock"
+                time.sleep(0.02)
+            second = cli(*args)
+            assert p.poll() is None  # the first one is still running: the refusal is about it
+            assert second.returncode == 2, second.stdout + second.stderr
             assert "already running" in second.stderr
-    finally:
-        p.wait(120)
-    assert p.returncode == 0
+        finally:
+            proxy.release()
+            p.wait(120)
+    assert p.returncode == 0, p.stderr.read() if p.stderr else ""
     _assert_equal(src, dst)
 
 

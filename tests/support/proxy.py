@@ -14,6 +14,7 @@ first connection that meets it, then disarms itself.
 
 from __future__ import annotations
 
+import re
 import selectors
 import socket
 import struct
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 DIRECTIONS = ("upstream", "downstream")
+_LOGOUT = re.compile(rb"^\S+ LOGOUT\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 def _check_dir(direction: str) -> str:
@@ -50,6 +52,7 @@ class _Conn:
         self.pos = {"upstream": 0, "downstream": 0}  # bytes forwarded so far per direction
         self.tail = {"upstream": b"", "downstream": b""}  # overlap for patterns across reads
         self.closed = False
+        self.logged_out = False  # the client sent LOGOUT: it is done with this connection
 
     def close(self, rst: bool = False) -> None:
         if self.closed:
@@ -80,6 +83,13 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
         self._stall_until = 0.0
+        self._released = threading.Event()  # cleared by hold(): nothing is forwarded until release()
+        self._released.set()
+        # Most connections in use at once (accepted, not closed, no LOGOUT sent). Exact, not
+        # sampled: a client opens its next connection only after its LOGOUT was answered, and that
+        # answer passed through here after the LOGOUT did.
+        self.peak_connections = 0
+        self._hold_on: tuple[bytes, str] | None = None
         self._conns: dict[int, _Conn] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -140,6 +150,19 @@ class FaultProxy:
         with self._lock:
             self._rules.append(_Rule(_check_dir(direction), pattern=pattern, offset=offset, rst=rst, every=every))
 
+    def hold(self) -> None:
+        """Forward nothing (both directions, all connections) until ``release()``."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def hold_when(self, pattern: bytes, direction: str = "upstream") -> None:
+        """``hold()`` right after forwarding the first read that contains ``pattern`` (e.g. an
+        APPEND: the client then waits for an answer that comes only after ``release()``)."""
+        with self._lock:
+            self._hold_on = (pattern, _check_dir(direction))
+
     def stall(self, seconds: float) -> None:
         """Stop forwarding (both directions, all connections) for `seconds` from now."""
         with self._lock:
@@ -159,6 +182,7 @@ class FaultProxy:
         with self._lock:
             self._rules.clear()
             self._stall_until = 0.0
+            self.peak_connections = 0
             self.connections = 0
             self.cuts = 0
             self.bytes = {"upstream": 0, "downstream": 0}
@@ -200,6 +224,8 @@ class FaultProxy:
             with self._lock:
                 self.connections += 1
                 self._conns[cid] = conn
+                active = sum(not c.closed and not c.logged_out for c in self._conns.values())
+                self.peak_connections = max(self.peak_connections, active)
                 # Finished connection threads are dropped so the list stays bounded.
                 self._threads = [t for t in self._threads if t.is_alive()]
             t = threading.Thread(
@@ -219,6 +245,8 @@ class FaultProxy:
                 if wait > 0:  # stalled: don't read, so TCP backpressure builds like on a dead link
                     time.sleep(min(wait, 0.05))
                     continue
+                if not self._released.wait(0.05):  # held
+                    continue
                 for key, _ in sel.select(0.05):
                     d = key.data
                     try:
@@ -227,6 +255,9 @@ class FaultProxy:
                         data = b""
                     if not data:
                         return  # one side closed: close both, like a transparent middlebox
+                    if d == "upstream" and _LOGOUT.search(data):
+                        with self._lock:
+                            conn.logged_out = True
                     send, cut_rule = self._apply_rules(conn, d, data)
                     if send:
                         try:
@@ -236,6 +267,9 @@ class FaultProxy:
                         with self._lock:
                             conn.pos[d] += len(send)
                             self.bytes[d] += len(send)
+                            if self._hold_on and self._hold_on[1] == d and self._hold_on[0] in send:
+                                self._hold_on = None
+                                self._released.clear()
                     if cut_rule is not None:
                         with self._lock:
                             self.cuts += 1
