@@ -413,13 +413,13 @@ class FolderSync:
             # counting our claims as present).
             reconcile_with_target(self.ledger, self.dst, self.target, self.dst.status(self.target), self._alive)
             orphan_src, orphans = self.ledger.orphans_of_job(self.target, job)
-            rows = []
+            rows: list[MessageRow] = []
             open_by_key: dict[str, list[int]] = {}
             skipped_excluded: list[MessageMeta] = []
             for m in metas:
                 rid = orphan_src.get(self._src_id(m.uid, uidvalidity))
                 if rid is not None:  # copied before a crash, found on the target: it is this copy
-                    rows.append((m.uid, keys[m.uid], tuple(m.flags), "copied", rid, None, m.size))
+                    rows.append(MessageRow(m.uid, keys[m.uid], tuple(m.flags), "copied", rid, None, m.size))
                 elif keys[m.uid] in excluded:
                     skipped_excluded.append(m)
                 else:
@@ -433,11 +433,11 @@ class FolderSync:
                     m = by_uid[uid]
                     ids = orphans.get(keys[uid])
                     if ids:  # an older claim without its source message recorded: match by key
-                        rows.append((uid, keys[uid], tuple(m.flags), "copied", ids.pop(0), None, m.size))
+                        rows.append(MessageRow(uid, keys[uid], tuple(m.flags), "copied", ids.pop(0), None, m.size))
                     else:
-                        rows.append((uid, keys[uid], tuple(m.flags), "duplicate", None, None, m.size))
+                        rows.append(MessageRow(uid, keys[uid], tuple(m.flags), "duplicate", None, None, m.size))
                 for m in skipped_excluded:  # e.g. All Mail: filed under a label already
-                    rows.append((m.uid, keys[m.uid], tuple(m.flags), "duplicate", None, "filed in another folder",
+                    rows.append(MessageRow(m.uid, keys[m.uid], tuple(m.flags), "duplicate", None, "filed in another folder",
                                  m.size))
                 for uid in copy_uids:
                     m = by_uid[uid]
@@ -449,17 +449,17 @@ class FolderSync:
                     elif self.scan.alone_drops[uid] >= MAX_ALONE_DROPS:
                         reason = DROPPED_REASON.format(n=self.scan.alone_drops[uid] + 1)
                     if reason:
-                        rows.append((uid, keys[uid], tuple(m.flags), "failed", None, reason, m.size))
+                        rows.append(MessageRow(uid, keys[uid], tuple(m.flags), "failed", None, reason, m.size))
                         self._fail(m, reason, self.scan.dropped_headers.get(uid))
                     else:
                         to_copy.append(m)
-                self.j.record_messages(job, self.source, uidvalidity, [MessageRow(*r) for r in rows])
+                self.j.record_messages(job, self.source, uidvalidity, rows)
                 claims = {m.uid: self.ledger.claim(self.target, keys[m.uid], job, self.owner,
                                                    self._src_id(m.uid, uidvalidity)) for m in to_copy}
-        ndup = sum(1 for r in rows if r[3] != "failed")
+        ndup = sum(1 for r in rows if r.state != "failed")
         self.r.skipped_duplicates += ndup
         self.progress.count(self.source, duplicates=ndup,
-                            settled_bytes=sum(r[6] for r in rows if r[3] != "failed"))
+                            settled_bytes=sum(r.size or 0 for r in rows if r.state != "failed"))
         self._transfer(to_copy, claims, uidvalidity)
 
     def _transfer(self, to_copy: list[MessageMeta], claims: dict[int, int], uidvalidity: int) -> None:
@@ -592,21 +592,21 @@ class FolderSync:
             sc.batch_count = max(1, min(sc.batch_count or self.s.batch_count, len(order)) // 2)
             raise
         _fault_point("after-append", len(results))
-        rows = []
+        rows: list[MessageRow] = []
         nbytes = copied = restored = 0
         with self.j.tx():
             for m in batch:
                 if not isinstance(raws.get(m.uid), RawMessage):
                     self.ledger.release(claims[m.uid])
             for m, reason in refused:
-                rows.append((m.uid, keys[m.uid], tuple(m.flags), "failed", None, reason, m.size))
+                rows.append(MessageRow(m.uid, keys[m.uid], tuple(m.flags), "failed", None, reason, m.size))
                 self._fail(m, reason)
             for m, item, res in zip(order, items, results, strict=True):
                 raw = raws[m.uid]
                 assert isinstance(raw, RawMessage)
                 if res.ok:
                     self.ledger.confirm(claims[m.uid], res.uid, res.uidvalidity)
-                    rows.append((m.uid, keys[m.uid], tuple(f for f in raw.flags if f not in NON_COPYABLE_FLAGS),
+                    rows.append(MessageRow(m.uid, keys[m.uid], tuple(f for f in raw.flags if f not in NON_COPYABLE_FLAGS),
                                  "copied", claims[m.uid], None, len(item.body)))
                     if res.uid is not None:
                         self._sent[claims[m.uid]] = (res.uid, len(item.body))
@@ -618,9 +618,9 @@ class FolderSync:
                 else:
                     self.ledger.release(claims[m.uid])
                     reason = res.error or "refused by the target"
-                    rows.append((m.uid, keys[m.uid], tuple(raw.flags), "failed", None, reason, len(item.body)))
+                    rows.append(MessageRow(m.uid, keys[m.uid], tuple(raw.flags), "failed", None, reason, len(item.body)))
                     self._fail(m, reason, raw.body)
-            self.j.record_messages(job, self.source, uidvalidity, [MessageRow(*r) for r in rows])
+            self.j.record_messages(job, self.source, uidvalidity, rows)
         sc.suspects.difference_update(m.uid for m in order)
         self.r.copied += copied
         self.r.restored += restored

@@ -282,7 +282,7 @@ class ImapEndpoint:
         c = self._c()
         assert self._caps is not None
         if "CREATE-SPECIAL-USE" in self._caps.raw:
-            refused = self._try(f"CREATE {name!r} (USE ({special_use}))", _create_with_use, c, name, special_use)
+            refused = self._try(f"CREATE {name!r} (USE ({special_use}))", wire.create_with_use, c, name, special_use)
             if not isinstance(refused, str) or classify.already_exists(refused):
                 self._try(f"SUBSCRIBE {name!r}", self._c().subscribe_folder, name)
                 return
@@ -319,7 +319,7 @@ class ImapEndpoint:
         assert self._caps is not None
         if "UNSELECT" in self._caps.raw:
             self._selected = None
-            if not isinstance(self._try("UNSELECT", _unselect_command, c), str):
+            if not isinstance(self._try("UNSELECT", wire.unselect, c), str):
                 return
             self._selected = folder  # refused: still selected
         if self._writable:
@@ -448,7 +448,7 @@ class ImapEndpoint:
         fetched from ``folder``, re-selected if another mailbox is selected now."""
         self._select(folder, writable=False)
         c = self._c()
-        typ, data = self._run(f"UID FETCH binary uid {uid}", c._imap.uid, "FETCH", str(uid), "(BINARY.PEEK[])")
+        typ, data = self._run(f"UID FETCH binary uid {uid}", wire.uid_fetch_binary, c, uid)
         if typ != "OK":
             return body
         own_uid = re.compile(rb"\bUID %d\b" % uid)
@@ -488,12 +488,6 @@ class _Refused(MigrateError):
         self.text = text
 
 
-def _create_with_use(client: IMAPClient, name: str, special_use: str) -> None:
-    """``CREATE name (USE (<attribute>))``; the name encoded and quoted as imapclient does it."""
-    typ, data = client._imap._simple_command("CREATE", client._normalise_folder(name), f"(USE ({special_use}))")
-    client._checkok("create", typ, data)
-
-
 def _plain_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
@@ -501,15 +495,6 @@ def _plain_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if classify.is_connection_loss(exc):
             raise
         raise _Refused(classify.text_of(exc)) from exc
-
-
-def _unselect_command(client: IMAPClient) -> None:
-    """UNSELECT (RFC 3691). imapclient's ``unselect_folder`` returns a NO answer's text
-    instead of raising it; a refusal must be seen here."""
-    typ, data = client._imap._simple_command("UNSELECT")
-    if typ != "OK":
-        raise imap_exc.IMAPClientError(f"UNSELECT: {_s(data[0]) if data and data[0] else typ}")
-    client._imap.state = "AUTH"
 
 
 def _per_login(account: ImapAccount) -> ImapAccount:

@@ -380,3 +380,28 @@ def fetch_key(data: dict[bytes, object], prefix: bytes) -> bytes | None:
         if isinstance(key, bytes) and key.upper().startswith(prefix) and isinstance(value, bytes):
             return value
     return None
+
+
+# --- commands imapclient does not send the way we need (its private names stay in this module) --
+
+
+def uid_fetch_binary(client: IMAPClient, uid: int) -> tuple[str, list[object]]:
+    """``UID FETCH uid (BINARY.PEEK[])`` through imaplib: imapclient's parser does not read the
+    literal8 (``~{n}``) a BINARY answer may use. Returns imaplib's (typ, data)."""
+    return client._imap.uid("FETCH", str(uid), "(BINARY.PEEK[])")  # type: ignore[no-any-return]
+
+
+def create_with_use(client: IMAPClient, name: str, special_use: str) -> None:
+    """``CREATE name (USE (<attribute>))`` (RFC 6154); the name encoded and quoted as imapclient does it."""
+    typ, data = client._imap._simple_command("CREATE", client._normalise_folder(name), f"(USE ({special_use}))")
+    client._checkok("create", typ, data)
+
+
+def unselect(client: IMAPClient) -> None:
+    """UNSELECT (RFC 3691). imapclient's ``unselect_folder`` returns a NO answer's text instead of
+    raising it; a refusal must be seen by the caller."""
+    typ, data = client._imap._simple_command("UNSELECT")
+    if typ != "OK":
+        text = data[0].decode("utf-8", "replace") if data and isinstance(data[0], bytes) else str(data[0] if data else typ)
+        raise imap_exc.IMAPClientError(f"UNSELECT: {text}")
+    client._imap.state = "AUTH"
