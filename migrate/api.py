@@ -54,11 +54,9 @@ def sample_mailbox() -> Path:
 def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
     caps = [c for c in (src.connection_cap, dst.connection_cap) if c]
     connections = min([req.connections, *caps])
-    hooks = dst.hooks
-    src_quirks = getattr(getattr(src.hooks, "preset", None), "quirks", None)
-    dst_quirks = getattr(getattr(dst.hooks, "preset", None), "quirks", None)
-    exclude = list(req.exclude) + list(getattr(src_quirks, "source_skip_folders", None) or [])
-    rate = getattr(dst_quirks, "max_messages_per_second", None)
+    src_quirks, dst_quirks = src.hooks.quirks, dst.hooks.quirks
+    exclude = [*req.exclude, *src_quirks.source_skip_folders]
+    rate = dst_quirks.max_messages_per_second
     batch_count = min(req.batch_count, max(1, int(rate))) if rate else req.batch_count
     journal_path = (req.journal or default_journal_path(dst.label)).expanduser().resolve()
     if src.uid_book is not None:  # a source Maildir keeps its UIDs in this job's journal
@@ -70,21 +68,13 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
         source_email=src.email, target_email=dst.email, dry_run=req.dry_run, include=req.include,
         exclude=exclude, map_folder=req.map_folder, connections=connections, retries=req.retries,
         retry_base=req.retry_base, batch_bytes=req.batch_bytes, batch_count=batch_count, append_limit=dst.append_limit,
-        flag_filter=getattr(hooks, "filter_flags", None), prepare_body=_prepare(hooks),
+        flag_filter=dst.hooks.filter_flags if dst_quirks.drop_flags else None,
+        prepare_body=dst.hooks.prepare_append if dst_quirks.ensure_trailing_crlf else None,
         target_special=dst.special_folders, rerun_command=req.rerun_command,
-        reserved_folders=list(getattr(dst_quirks, "reserved_folders", None) or []), max_rate=rate,
-        gmail_single_copy=req.gmail_single_copy,
-        source_folder_cap=None if req.source.host else getattr(src_quirks, "folder_count_cap", None),
-        source_export_host=getattr(src_quirks, "export_host", None))
-
-
-def _prepare(hooks: object | None):  # type: ignore[no-untyped-def]
-    if hooks is None:
-        return None
-    preset = getattr(hooks, "preset", None)
-    if preset is not None and getattr(preset.quirks, "ensure_trailing_crlf", False):
-        return hooks.prepare_append  # type: ignore[attr-defined]
-    return None
+        reserved_folders=list(dst_quirks.reserved_folders), max_rate=rate,
+        gmail_single_copy=req.gmail_single_copy, source_hooks=src.hooks, target_hooks=dst.hooks,
+        source_folder_cap=src_quirks.folder_count_cap if src.at_preset_host else None,
+        source_export_host=src_quirks.export_host)
 
 
 def _sides(req: ImportRequest, sides: tuple[Side, Side] | None) -> tuple[Side, Side]:

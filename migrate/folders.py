@@ -35,10 +35,14 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
 from .imap import utf7 as imap_utf7
 from .models import SPECIAL_USES, FolderInfo, Namespace
+
+if TYPE_CHECKING:
+    from .providers import ProviderHooks
 
 ROLE_NAMES: dict[str, tuple[str, ...]] = {
     # Order is the priority among name matches (first wins).
@@ -56,8 +60,6 @@ ROLE_NAMES: dict[str, tuple[str, ...]] = {
 MAPPED_ROLES = tuple(ROLE_NAMES)
 CANONICAL_NAMES = {"\\Sent": "Sent", "\\Drafts": "Drafts", "\\Trash": "Trash", "\\Junk": "Junk",
                    "\\Archive": "Archive"}
-GMAIL_VIEWS = ("\\Important", "\\Flagged")
-GMAIL_CONTAINERS = ("[Gmail]", "[Google Mail]")
 _ATTRS = {u.lower(): u for u in SPECIAL_USES}
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -82,6 +84,7 @@ class FolderMapping:
     reason: str
     special_use: str | None
     selectable: bool
+    after_labels: bool = False  # a label source's \\All folder: copied last, only what no label holds
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,8 @@ def plan_folders(
     gmail: bool | None = None,
     sanitize: bool = False,
     recorded: Mapping[str, str] | None = None,
+    source_hooks: ProviderHooks | None = None,
+    target_hooks: ProviderHooks | None = None,
 ) -> FolderPlan:
     """Plan every source folder (see the module docstring for the naming rules).
 
@@ -339,7 +344,9 @@ def plan_folders(
     stay unless matched too (``Trash*`` takes the subtree). Exclusion beats ``map_folder``.
     ``target_special``: role -> target name known in advance (provider preset); it beats a
     guess by localized name, never the target's own SPECIAL-USE attribute.
-    ``gmail``: force Gmail label handling on/off (default: a ``\\All`` folder exists).
+    ``gmail``: force label handling (``ProviderHooks.label_tree``) on/off (default: the source
+    hooks decide; a ``\\All`` folder means labels).
+    ``source_hooks``/``target_hooks``: the sides' provider hooks (default: a plain IMAP server's).
     ``sanitize``: clean translated name parts proactively (default: keep names exactly).
     ``recorded``: source name -> the target name an earlier run of this job gave it (journal).
     It beats every rule but an override and INBOX, and claims first, so that a folder never
@@ -351,10 +358,16 @@ def plan_folders(
     tdelim = target_ns.delimiter
     tprefix = _prefix(target_ns, tdelim)
     src = _entries(source_ns, source_folders)
+    if source_hooks is None or target_hooks is None:
+        from .providers import generic_hooks
+        source_hooks, target_hooks = source_hooks or generic_hooks(), target_hooks or generic_hooks()
     all_entry = next((e for e in src if e.attr == "\\All" and not e.inbox), None)
-    is_gmail = all_entry is not None if gmail is None else gmail
+    labels = source_hooks.label_tree(all_entry is not None if gmail is None else gmail)
+    is_gmail = labels is not None
+    views = labels.views if labels is not None else ()
+    fx_all = labels.all_reason if labels is not None else None  # the \\All folder's reason
     all_entry = all_entry if is_gmail else None
-    containers: set[str] = set(GMAIL_CONTAINERS) if is_gmail else set()
+    containers: set[str] = set(labels.containers) if labels is not None else set()
     # The \Noselect level above All Mail & co. disappears (a selectable one holds mail: it stays)
     if all_entry and len(all_entry.parts) == 2 and all_entry.parts[0] != "INBOX" and not any(
             e.parts == all_entry.parts[:1] and e.info.selectable for e in src):
@@ -363,7 +376,7 @@ def plan_folders(
     if all_entry:
         roles["\\Archive"] = all_entry  # All Mail is the archive; any other Archive keeps its name
     role_of = {e.index: r for r, e in roles.items()}
-    detected = _roles(_entries(target_ns, target_folders), GMAIL_CONTAINERS)
+    detected = _roles(_entries(target_ns, target_folders), target_hooks.container_names())
     tgt_roles = {r: e.info.name for r, e in detected.items()}
     # The target's own SPECIAL-USE attribute wins; a preset's name beats only a guess by name.
     for role, name in (target_special or {}).items():
@@ -403,10 +416,10 @@ def plan_folders(
             return "not-included"
         if override_for(e) is not None:
             return None
-        if is_container(e):
-            return "gmail-container"
-        if is_gmail and e.attr in GMAIL_VIEWS:
-            return "gmail-view"
+        if labels is not None and is_container(e):
+            return labels.container_reason
+        if labels is not None and e.attr in views:
+            return labels.view_reason
         return None
 
     def join(anchor: str | _Root, part: str) -> str:
@@ -456,7 +469,7 @@ def plan_folders(
         earlier = decided.get(e.info.name)
         if role is None:
             return None if earlier is None else (earlier, "folder")
-        reason = "gmail-all-mail" if e is all_entry else "special"
+        reason = labels.all_reason if labels is not None and e is all_entry else "special"
         if role in tgt_roles:
             return earlier or tgt_roles[role], reason
         last = CANONICAL_NAMES[role] if e is all_entry or e.parts[-1].upper() == "INBOX" else e.parts[-1]
@@ -470,8 +483,8 @@ def plan_folders(
         if fx:
             name: str | _Root = fx[0]
             reasons[e.index] = fx[1]
-        elif is_container(e):
-            name, reasons[e.index] = ROOT, "gmail-container"
+        elif labels is not None and is_container(e):
+            name, reasons[e.index] = ROOT, labels.container_reason
         else:
             anchor: str | _Root = ROOT
             rest = e.parts
@@ -490,7 +503,7 @@ def plan_folders(
         if e.index not in skipped and isinstance(name, str):
             name = claim(name, e)
             role = role_of.get(e.index)
-            if reasons[e.index] in ("special-new", "gmail-all-mail") and role and role not in tgt_roles:
+            if reasons[e.index] in ("special-new", fx_all) and role and role not in tgt_roles:
                 new_special[role] = name
         names[e.index] = name
         return name
@@ -517,10 +530,11 @@ def plan_folders(
     for e in sorted(src, key=order):
         skip = skipped.get(e.index)
         name = names[e.index]
-        role = "\\All" if e is all_entry else role_of.get(e.index) or (
-            e.attr if is_gmail and e.attr in GMAIL_VIEWS else None)
+        role = "\\All" if e is all_entry else role_of.get(e.index) or (e.attr if e.attr in views else None)
         target = None if skip or isinstance(name, _Root) else name
-        mappings.append(FolderMapping(e.info.name, target, skip or reasons[e.index], role, e.info.selectable))
+        reason = skip or reasons[e.index]
+        mappings.append(FolderMapping(e.info.name, target, reason, role, e.info.selectable,
+                                      after_labels=e is all_entry and reason == fx_all))
     return FolderPlan(mappings, renamed, is_gmail, new_special, unmatched_include, unmatched_map)
 
 

@@ -24,6 +24,7 @@ from .gate import WriteGate, gated
 
 if TYPE_CHECKING:
     from .local._maildir_index import UidBook
+    from .providers import ConnectionSettings, ProviderHooks
 
 SECURITIES = ("ssl", "starttls", "none")
 
@@ -106,10 +107,12 @@ class Side:
     label: str
     email: str | None
     factory: Connector
+    hooks: ProviderHooks = field(default_factory=lambda: _generic_hooks())  # plain IMAP: the generic hooks
     provider: str | None = None
+    at_preset_host: bool = False  # the preset's own server (not a host given to point elsewhere)
+    connection: ConnectionSettings | None = None  # an IMAP side: where and how it connects
     connection_cap: int | None = None
     append_limit: int | None = None
-    hooks: object | None = None  # migrate.providers.base.ProviderHooks
     special_folders: dict[str, str] = field(default_factory=dict)
     smtp: tuple[str, int, str] | None = None  # host, port, security from the preset
     password: Secret | None = None
@@ -121,6 +124,12 @@ class Side:
     def gate(self) -> WriteGate:
         """The side's write gate: the job's for a target, a sealed one for a source."""
         return self.factory.gate
+
+
+def _generic_hooks() -> ProviderHooks:
+    from .providers import generic_hooks
+
+    return generic_hooks()
 
 
 def _token_provider(spec: str, what: str) -> TokenProvider:
@@ -153,31 +162,29 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
     if "@" not in o.email and not o.username and not o.host:
         raise UsageError(f"{flag}-email '{o.email}' is not an address", hint="use user@domain")
     from . import providers
+    from .providers.connection import NoHost, resolve_connection
 
-    preset = providers.get(o.provider) if o.provider else providers.detect(o.email)
-    host = o.host or (preset.imap_host if preset else None)
-    if not host:
-        domain = o.email.rpartition("@")[2]
-        raise UsageError(f"no IMAP server known for '{domain}'",
-                         hint=f"give {flag}-host (and {flag}-port/{flag}-security) or {flag}-provider")
-    security = (o.security or (preset.imap_security if preset else "ssl")).lower()
-    if security not in SECURITIES:
+    preset = providers.choose_preset(o.email, o.provider)
+    if o.security and o.security.lower() not in SECURITIES:
         raise UsageError(f"{flag}-security must be one of ssl, starttls, none (got '{o.security}')",
                          hint="ssl for port 993, starttls for port 143; none only on a trusted network")
-    port = o.port or (preset.imap_port if preset and not o.host else None) or (993 if security == "ssl" else 143)
-    if not 0 < port < 65536:
-        raise UsageError(f"{flag}-port {port} is not a port number (1-65535)",
+    if o.port is not None and not 0 < o.port < 65536:
+        raise UsageError(f"{flag}-port {o.port} is not a port number (1-65535)",
                          hint="IMAP uses 993 (ssl) or 143 (starttls)")
-    username = o.username
-    if not username and preset and preset.username == "localpart":
-        username = o.email.partition("@")[0]
+    try:
+        conn = resolve_connection(o.email, host=o.host, port=o.port, security=o.security,
+                                  username=o.username, preset=preset)
+    except NoHost as exc:
+        raise UsageError(str(exc), hint=f"give {flag}-host (and {flag}-port/{flag}-security) or {flag}-provider") from None
+    host, port, security, username = conn.host, conn.port, conn.security, conn.username
     if o.ca_file:  # before a password prompt: a wrong path is known now
         check_ca_file(o.ca_file, f"{flag}-ca-file")
     password: Secret | None = None
     token: TokenProvider | None = None
     # A provider that takes no password over IMAP (Outlook.com, Microsoft 365) at its own server:
     # a password cannot work, and asking for one sends the user the wrong way.
-    oauth_only = bool(preset and preset.oauth and not o.host and not {"password", "app-password"} & set(preset.auth))
+    oauth_only = bool(preset and preset.oauth and conn.at_preset_host
+                      and not {"password", "app-password"} & set(preset.auth))
     sign_in = f"mailmigrate auth {preset.name} --email {o.email}" if preset and preset.oauth else None
     if o.oauth_token:
         token = _token_provider(o.oauth_token, f"{flag}-oauth-token")
@@ -201,7 +208,7 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
                 raise UsageError(f"no password for the {o.role} account {o.email}",
                                  hint=f"pass {flag}-password env:NAME or file:PATH{other}")
             password = Secret(getpass.getpass(f"Password for {o.role} {username or o.email}: "))
-    account = ImapAccount(email=o.email, host=host, port=port, security=security,  # type: ignore[arg-type]
+    account = ImapAccount(email=o.email, host=host, port=port, security=security,
                           username=username, password=password, oauth_token=token,
                           oauth_mechanism=o.oauth_mechanism, ca_file=o.ca_file, insecure=o.insecure,
                           timeout=o.timeout, provider=preset.name if preset else None)
@@ -216,13 +223,11 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
             raise _tls_failure(exc, o.role, flag, account) from None
         return gated(endpoint, side_gate)  # type: ignore[no-any-return]
 
-    hooks = None
-    if preset is not None:
-        hooks = providers.hooks_for(preset)
     return Side(label=account.label, email=o.email, factory=Connector(open_imap, side_gate),
-                provider=preset.name if preset else None,
+                hooks=providers.hooks_for(preset) if preset is not None else providers.generic_hooks(),
+                provider=preset.name if preset else None, at_preset_host=conn.at_preset_host, connection=conn,
                 connection_cap=preset.quirks.max_connections if preset else None,
-                append_limit=preset.quirks.append_limit if preset else None, hooks=hooks,
+                append_limit=preset.quirks.append_limit if preset else None,
                 special_folders=dict(preset.special_folders) if preset else {},
                 smtp=(preset.smtp_host, preset.smtp_port, preset.smtp_security)
                 if preset and preset.smtp_host and preset.smtp_port and preset.smtp_security else None,

@@ -305,14 +305,12 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
     if preset is None or len(problems) > before:
         return None
 
-    # Host, port and security override the preset; a lone port or security implies the other.
-    pport, psec = preset.imap_port or 993, preset.imap_security or "ssl"
-    if not security:
-        security = psec if port in (None, pport) else {993: "ssl", 143: "starttls"}.get(port or 0, psec)
-    if port is None:
-        port = pport if security == psec else (993 if security == "ssl" else 143)
-    return SideSpec(email=email, provider=preset.name, host=host or preset.imap_host, port=port,
-                    security=security, username=rec[f"{side}_username"] or None,
+    # The one resolver the command line uses too: the same cells give the same settings.
+    from ..providers.connection import resolve_connection
+
+    conn = resolve_connection(email, host=host or None, port=port, security=security or None, preset=preset)
+    return SideSpec(email=email, provider=preset.name, host=conn.host, port=conn.port,
+                    security=conn.security, username=rec[f"{side}_username"] or None,
                     password_ref=pw, oauth_token_ref=tok, ca_file=str(Path(ca).expanduser()) if ca else None)
 
 

@@ -4,7 +4,7 @@ The pieces (each its own module): ``planning`` decides where each folder goes an
 the target lacks; ``pool`` copies the folders on ``connections`` workers and retries what a
 dropped connection or throttling interrupted (``RetryPolicy``); ``folder_sync`` copies one folder.
 This module orchestrates them and turns what happened into the report's status and exit code.
-Gmail's All Mail runs last, after every label folder, so that it only adds what no label holds.
+A label source's \\All folder (Gmail's All Mail, ``ProviderHooks.label_tree``) runs last, after every label folder, so that it only adds what no label holds.
 
 A dry run is the same path with the job's write gate closed (``migrate.gate``): both sides are
 read, folders that would be created read as empty, nothing is fetched or appended, and the
@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..endpoint import Endpoint
 from ..errors import ExitCode, MigrateError
@@ -41,6 +42,9 @@ from .planning import FolderCreator, Listing, count_refused, plan_job_folders
 from .pool import Conns, FolderPool, Journals, Pacer, RetryPolicy
 from .progress import Progress
 from .quota import count_not_copied
+
+if TYPE_CHECKING:
+    from ..providers import ProviderHooks
 
 EndpointFactory = Callable[[], Endpoint]
 log = logging.getLogger(__name__)
@@ -74,6 +78,8 @@ class JobSpec:
     max_rate: float | None = None  # messages per second the target accepts (provider preset)
     source_folder_cap: int | None = None  # the source shows at most this many messages per folder (Yahoo)
     source_export_host: str | None = None  # ... and this read-only host shows them all
+    source_hooks: ProviderHooks | None = None  # the sides' provider behaviour (None: plain IMAP)
+    target_hooks: ProviderHooks | None = None
     rerun_command: str | None = None
 
 
@@ -279,7 +285,8 @@ class Job:
                 recorded = read_folder_map(self.spec.journal_path, self.spec.job_id)
                 plan = plan_job_folders(listing, include=self.spec.include, exclude=self.spec.exclude,
                                         map_folder=self.spec.map_folder,
-                                        target_special=self.spec.target_special or None, recorded=recorded)
+                                        target_special=self.spec.target_special or None, recorded=recorded,
+                                        source_hooks=self.spec.source_hooks, target_hooks=self.spec.target_hooks)
                 check_patterns(plan)  # an --include/--map-folder naming no source folder: exit 2, nothing copied
 
                 def record(pending: list[tuple[str, str, str]]) -> None:
@@ -355,7 +362,7 @@ class Job:
                           journals=journals, progress=self.progress, cancel=self.cancel, retry=self._retry,
                           on_folder_done=self._folder_done)
 
-        all_mail = [m for m in work if m.reason == "gmail-all-mail"]
+        all_mail = [m for m in work if m.after_labels]
         first = sorted((m for m in work if m not in all_mail), key=lambda m: -sizes.get(m.source, 0))
         self.progress.planned(sizes)
         # Every folder is read before any is copied: the totals are final when copying starts.

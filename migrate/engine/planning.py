@@ -19,12 +19,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..endpoint import Endpoint
 from ..errors import FolderRefused
 from ..folders import FolderMapping, FolderPlan, fallback_name, name_candidates, plan_folders
 from ..models import FolderInfo, Namespace
 from ..report import Failure, FolderReport
+
+if TYPE_CHECKING:
+    from ..providers import ProviderHooks
 
 #: (source folder, target folder, reason): one folder's target, for the journal's folder map.
 MapRow = tuple[str, str, str]
@@ -46,13 +50,14 @@ class Listing:
 
 def plan_job_folders(listing: Listing, *, include: Sequence[str] = (), exclude: Sequence[str] = (),
                      map_folder: Mapping[str, str] | None = None, target_special: Mapping[str, str] | None = None,
-                     recorded: Mapping[str, str] | None = None) -> FolderPlan:
+                     recorded: Mapping[str, str] | None = None, source_hooks: ProviderHooks | None = None,
+                     target_hooks: ProviderHooks | None = None) -> FolderPlan:
     """Where each source folder goes. A folder's target is decided once: what earlier runs
-    recorded (``recorded``) wins."""
+    recorded (``recorded``) wins. The hooks: the sides' provider behaviour (labels, ...)."""
     return plan_folders(listing.src_ns, listing.src_folders, listing.dst_ns, listing.dst_folders,
                         include=include, exclude=exclude, map_folder=dict(map_folder or {}),
                         target_special=dict(target_special) if target_special else None,
-                        recorded=dict(recorded or {}))
+                        recorded=dict(recorded or {}), source_hooks=source_hooks, target_hooks=target_hooks)
 
 
 @dataclass

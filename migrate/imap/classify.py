@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import (
     AuthFailed,
@@ -27,19 +27,19 @@ from ..errors import (
     Throttled,
     TlsFailed,
 )
+from ..providers.base import PASSWORD_HINT, server_throttle
+from ..providers.hooks import MS_IMAP_HINT
+
+if TYPE_CHECKING:
+    from ..providers import ProviderHooks
 
 CONNECT_HINT = "check the host and port"
 TLS_HINT = ("pass the server's CA certificate with --source-ca-file/--target-ca-file, "
             "or --insecure to skip verification (not recommended)")
-AUTH_HINT = ("check the login and password; providers with two-factor login "
-             "(Gmail, Outlook, Yahoo, iCloud, GMX) need an app password")
+AUTH_HINT = PASSWORD_HINT
 OAUTH_HINT = "check the OAuth client, its scopes (IMAP access) and the account name"
-MS_IMAP_HINT = ("Microsoft accepted the sign-in but not IMAP: IMAP may be disabled for this mailbox or the "
-                "tenant (Microsoft 365 admin center > Users > the user > Mail > Manage email apps > IMAP; "
-                "security defaults can block it too), or the token lacks IMAP.AccessAsUser.All")
 QUOTA_HINT = "free space on the target (or raise its quota), then re-run: the job resumes"
 
-_BACKOFF = re.compile(r"Suggested Backoff Time:\s*(\d+)\s*milli", re.IGNORECASE)
 _TOO_BIG = ("[TOOBIG]", "[LIMIT]", "TOO BIG", "TOO LARGE", "SIZE EXCEEDS", "MESSAGE SIZE")
 
 
@@ -66,16 +66,8 @@ def transient(text: str, what: str) -> MigrateError | None:
     if "[OVERQUOTA]" in upper or "QUOTA" in upper:
         # Not transient: nothing fits until someone frees space; the job stops resumably.
         return OverQuota(f"{what}: the target is over quota: {text}", hint=QUOTA_HINT)
-    m = _BACKOFF.search(text)
-    if m:
-        # Exchange/Outlook rate limiting: the server tells us exactly how long to wait.
-        return Throttled(f"{what}: server throttled the connection: {text}", delay=int(m.group(1)) / 1000)
-    if "[THROTTLED]" in upper:
-        # Gmail/Yahoo-style rate limit that lifts after a pause.
-        return Throttled(f"{what}: server throttled the connection: {text}")
-    if "SERVER ERROR - PLEASE TRY AGAIN LATER" in upper:
-        # Exchange Online's generic backend hiccup; it says itself to try again.
-        return Throttled(f"{what}: server asked to try again later: {text}", delay=30.0)
+    if (found := server_throttle(text)) is not None:  # Exchange, Gmail, Yahoo texts (providers.base)
+        return Throttled(f"{what}: {found[1]}: {text}", delay=found[0])
     if "[UNAVAILABLE]" in upper:
         # RFC 5530: a backend is temporarily unavailable.
         return Throttled(f"{what}: server temporarily unavailable: {text}", delay=10.0)
@@ -90,7 +82,7 @@ def transient(text: str, what: str) -> MigrateError | None:
 
 
 @cache
-def _hooks(provider: str) -> Any | None:
+def _hooks(provider: str) -> ProviderHooks | None:
     from .. import providers
 
     try:
@@ -119,24 +111,9 @@ def refine_login_failure(exc: AuthFailed, provider: str | None, *, oauth: bool, 
     hooks = _hooks(provider) if provider else None
     if hooks is None or exc.hint not in (AUTH_HINT, OAUTH_HINT):
         return exc
-    preset = hooks.preset
-    if preset.name == "imap":
+    hint = hooks.login_hint(oauth=oauth, email=email)
+    if hint is None:
         return exc
-    auth = f"mailmigrate auth {'gmail' if preset.oauth == 'google' else 'outlook'} --email {email}"
-    if oauth:
-        if preset.oauth == "microsoft":
-            hint = f"{MS_IMAP_HINT}; or sign in again: {auth}"
-        elif preset.oauth == "google":
-            hint = (f"check that IMAP is enabled in Gmail settings (Workspace: allowed by the admin) and that "
-                    f"the token has the https://mail.google.com/ scope; or sign in again: {auth}")
-        else:
-            return exc
-    elif preset.oauth and not {"password", "app-password"} & set(preset.auth):
-        hint = f"{preset.title} accepts only OAuth sign-in over IMAP: run `{auth}` once, then import without a password"
-    else:
-        hint = f"check the login and password. {preset.title}: {preset.hint or AUTH_HINT}"
-        if preset.oauth:
-            hint += f" Or sign in with OAuth once: {auth}"
     return AuthFailed(exc.message, hint=hint, reference=exc.reference)
 
 

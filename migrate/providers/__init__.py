@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from migrate.errors import UsageError
 from migrate.providers.base import _NAME_RE, PresetError, ProviderHooks, ProviderPreset, Quirks, from_mapping
+from migrate.providers.connection import ConnectionSettings, choose_preset, resolve_connection
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -25,13 +26,17 @@ __all__ = [
     "ProviderHooks",
     "ProviderPreset",
     "Quirks",
+    "ConnectionSettings",
     "all_presets",
+    "choose_preset",
     "detect",
+    "generic_hooks",
     "get",
     "hooks_for",
     "load_preset_file",
     "names",
     "register",
+    "resolve_connection",
 ]
 
 _hooks: dict[str, type[ProviderHooks]] = {}
@@ -140,4 +145,12 @@ def register(name: str) -> Callable[[type[ProviderHooks]], type[ProviderHooks]]:
 
 def hooks_for(preset: ProviderPreset) -> ProviderHooks:
     """The hooks object for ``preset``: its registered subclass, else the data-only base."""
+    from migrate.providers import hooks  # noqa: F401 - registers the subclasses
+
     return _hooks.get(preset.name, ProviderHooks)(preset)
+
+
+@cache
+def generic_hooks() -> ProviderHooks:
+    """The hooks of a plain IMAP server no preset knows (the ``imap`` preset's: RFC behaviour)."""
+    return hooks_for(get("imap"))

@@ -24,6 +24,10 @@ _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _DELAY_GROUPS = ("ms", "s")
 
 
+PASSWORD_HINT = ("check the login and password; providers with two-factor login "
+                 "(Gmail, Outlook, Yahoo, iCloud, GMX) need an app password")
+
+
 class PresetError(Exception):
     """A preset file is broken: a packaging/programming error, never the user's fault."""
 
@@ -137,7 +141,6 @@ class Quirks:
     daily_upload_bytes: int | None = field(default=None, metadata=_limits(gt=0))
     source_skip_folders: list[str] = field(default_factory=list)  # exact names never read from this provider
     reserved_folders: list[str] = field(default_factory=list)  # names it won't let us create/use as a target
-    gmail_labels: bool = False  # source is a label tree: \All last, skip \Important/\Flagged
     folder_count_cap: int | None = field(default=None, metadata=_limits(gt=0))  # messages visible per folder
     export_host: str | None = None  # read-only host without the cap (Yahoo)
 
@@ -206,6 +209,47 @@ class ProviderPreset:
         return f"{self.smtp_host}:{self.smtp_port} {self.smtp_security}"
 
 
+@dataclass(frozen=True)
+class LabelTree:
+    """How a source whose folders are labels over one ``\\All`` folder is copied (Gmail): the
+    ``\\All`` folder last, with only what no label holds; the views skipped; the ``\\Noselect``
+    container level above them dropped. ``*_reason``: the folder plan's reasons (reported)."""
+
+    views: tuple[str, ...]  # roles that only show messages other folders hold
+    containers: tuple[str, ...]  # names of the container level (localized)
+    all_reason: str = "gmail-all-mail"
+    view_reason: str = "gmail-view"
+    container_reason: str = "gmail-container"
+
+
+GMAIL_LABELS = LabelTree(views=("\\Important", "\\Flagged"), containers=("[Gmail]", "[Google Mail]"))
+
+# Answers meaning "slow down" that servers give whatever preset a side uses (an Exchange or a
+# Yahoo back end may sit behind any host name): (regex, seconds to wait; None = the retry
+# policy's own backoff; what the server did). A group ``ms`` carries the suggested delay.
+_THROTTLED = "server throttled the connection"
+SERVER_THROTTLE_RULES: tuple[tuple[re.Pattern[str], float | None, str], ...] = (
+    # Exchange/Outlook rate limiting: the server tells us exactly how long to wait.
+    (re.compile(r"Suggested Backoff Time:\s*(?P<ms>\d+)\s*milli", re.IGNORECASE), None, _THROTTLED),
+    # Gmail/Yahoo-style rate limit that lifts after a pause.
+    (re.compile(re.escape("[THROTTLED]"), re.IGNORECASE), None, _THROTTLED),
+    # Yahoo's (and Exchange Online's) generic backend hiccup; it says itself to try again.
+    (re.compile(re.escape("SERVER ERROR - PLEASE TRY AGAIN LATER"), re.IGNORECASE), 30.0,
+     "server asked to try again later"),
+)
+
+
+def server_throttle(answer: str) -> tuple[float | None, str] | None:
+    """(delay, what the server did) if ``answer`` is one of ``SERVER_THROTTLE_RULES`` (delay
+    None: the server suggested none)."""
+    for pattern, delay, what in SERVER_THROTTLE_RULES:
+        match = pattern.search(answer)
+        if match is not None:
+            ms = match.groupdict().get("ms")
+            return (int(ms) / 1000 if ms else delay), what
+    return None
+
+
 class ProviderHooks:
     """Provider-specific behaviour; the defaults only apply the preset's quirks.
 
@@ -235,6 +279,36 @@ class ProviderHooks:
             if groups.get("s"):
                 return float(groups["s"])
             return self.quirks.throttle_delay
+        return None
+
+    def label_tree(self, lists_all_folder: bool) -> LabelTree | None:
+        """Label handling for this source. A source that lists an ``\\All`` folder stores labels
+        like Gmail (whatever its preset: a Gmail-like server behind a custom host too)."""
+        return GMAIL_LABELS if lists_all_folder else None
+
+    def container_names(self) -> tuple[str, ...]:
+        """Folder names under which a well-known special folder name still counts (besides INBOX)."""
+        return GMAIL_LABELS.containers
+
+    def login_hint(self, *, oauth: bool, email: str) -> str | None:
+        """What to do when this provider refused a login (None: keep the generic hint)."""
+        preset = self.preset
+        if preset.name == "imap":
+            return None
+        flow = {"google": "gmail", "microsoft": "outlook"}.get(preset.oauth or "")
+        auth = f"mailmigrate auth {flow} --email {email}"
+        if oauth:
+            return self.oauth_login_hint(auth)
+        if preset.oauth and not {"password", "app-password"} & set(preset.auth):
+            return (f"{preset.title} accepts only OAuth sign-in over IMAP: run `{auth}` once, then import "
+                    "without a password")
+        hint = f"check the login and password. {preset.title}: {preset.hint or PASSWORD_HINT}"
+        if preset.oauth:
+            hint += f" Or sign in with OAuth once: {auth}"
+        return hint
+
+    def oauth_login_hint(self, auth: str) -> str | None:
+        """A refused OAuth login at this provider: what to check (None: the generic hint)."""
         return None
 
     def prepare_append(self, body: bytes) -> bytes:

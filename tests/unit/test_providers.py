@@ -82,7 +82,7 @@ def test_get_is_case_insensitive_and_unknown_names_fail_with_a_hint() -> None:
 def test_key_facts() -> None:
     gmail = providers.get("gmail")
     assert (gmail.imap_host, gmail.imap_port, gmail.imap_security) == ("imap.gmail.com", 993, "ssl")
-    assert gmail.oauth == "google" and gmail.quirks.gmail_labels
+    assert gmail.oauth == "google"
     assert gmail.quirks.append_limit == 35_651_584
     assert gmail.quirks.max_connections == 10
     assert gmail.special_folders["\\All"] == "[Gmail]/All Mail"
