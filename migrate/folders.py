@@ -527,12 +527,19 @@ def plan_folders(
         return (0 if e.inbox else 2 if last else 1, p, e.index)
 
     mappings = []
+    listed = {r.source for r in renamed}
     for e in sorted(src, key=order):
         skip = skipped.get(e.index)
         name = names[e.index]
         role = "\\All" if e is all_entry else role_of.get(e.index) or (e.attr if e.attr in views else None)
         target = None if skip or isinstance(name, _Root) else name
         reason = skip or reasons[e.index]
+        last = target.split(tdelim or "/")[-1] if target else None
+        if (reason == "folder" and target and e.parts and e.info.name not in listed and tdelim
+                and tdelim in e.parts[-1] and last != e.parts[-1]):
+            # The report names every folder the user will not find as it was ('v1.2' -> 'v1_2').
+            renamed.append(Renamed(e.info.name, target[: len(target) - len(last or "")] + e.parts[-1], target,
+                                   f"'{tdelim}' separates folder levels on the target"))
         mappings.append(FolderMapping(e.info.name, target, reason, role, e.info.selectable,
                                       after_labels=e is all_entry and reason == fx_all))
     return FolderPlan(mappings, renamed, is_gmail, new_special, unmatched_include, unmatched_map)

@@ -621,3 +621,10 @@ def test_recorded_special_folder_missing_on_the_target_is_created_with_its_role(
     src = [F("INBOX"), F("Archive", use="\\Archive")]
     plan = plan_folders(SLASH, src, SLASH, [F("INBOX")], recorded={"Archive": "Archiv"})
     assert mapping(plan)["Archive"] == "Archiv" and plan.new_special == {"\\Archive": "Archiv"}
+
+
+def test_a_name_changed_for_the_target_separator_is_reported():
+    plan = plan_folders(SLASH, [F("INBOX"), F("Releases/v1.2"), F("v1.2")], DOT, [F("INBOX")])
+    assert mapping(plan)["Releases/v1.2"] == "Releases.v1_2"
+    assert {(r.source, r.target) for r in plan.renamed} == {("Releases/v1.2", "Releases.v1_2"), ("v1.2", "v1_2")}
+    assert all("separates folder levels" in r.reason for r in plan.renamed)
