@@ -759,6 +759,48 @@ def demo(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def serve(
+    target_host: Annotated[str, Opt(metavar="HOST", help="IMAP host of your mail system: people sign in there "
+                                                         "and every import goes there.")],
+    host: Annotated[str, Opt(metavar="ADDRESS", help="Listen on this address.")] = "127.0.0.1",
+    port: Annotated[int, Opt(metavar="PORT", help="Listen on this port.")] = 8080,
+    jobs: Annotated[int, Opt(metavar="N", help="Imports that run at once (1-64).")] = 4,
+    target_port: Annotated[int | None, Opt(metavar="PORT", help="IMAP port of your mail system.")] = None,
+    target_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                                    help="Connection security (default: ssl).")] = None,
+    target_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for your mail "
+                                                                  "system's certificate.")] = None,
+) -> None:
+    """Run the import tool as a web service (HTTP API; state in $MAILMIGRATE_HOME/service.sqlite).
+
+    Operators authenticate with MAILMIGRATE_ADMIN_TOKEN (Authorization: Bearer); passwords of
+    waiting jobs are encrypted with MAILMIGRATE_SECRET_KEY (a Fernet key) or a generated key file.
+
+    Example: mailmigrate serve --target-host mail.example.com --target-security ssl --jobs 8
+    """
+    _started()
+    try:
+        if not 1 <= jobs <= 64:
+            raise UsageError(f"--jobs {jobs} is out of range (1-64)", hint="give --jobs 4, say")
+        if not 0 < port < 65536 or (target_port is not None and not 0 < target_port < 65536):
+            raise UsageError("a port must be 1-65535", hint="--port 8080, --target-port 993")
+        if target_ca_file:
+            from migrate.sides import check_ca_file
+            check_ca_file(target_ca_file, "--target-ca-file")
+        import uvicorn
+
+        from migrate.service import ServiceConfig, create_app
+        cfg = ServiceConfig(target_host=target_host, target_port=target_port,
+                            target_security=_value(target_security), target_ca_file=target_ca_file, jobs=jobs)
+        application = create_app(cfg)
+    except MigrateError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"mailmigrate serve: http://{host}:{port}/ (imports into {target_host}, {jobs} at once)")
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
+
+
 def _click_exception() -> type[Exception]:
     try:  # typer >= 0.2x vendors click; older releases use the click package
         from typer._click.exceptions import ClickException

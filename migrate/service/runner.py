@@ -1,0 +1,179 @@
+"""The job pool: ``jobs`` worker threads running queued imports through ``migrate.api``.
+
+A job's passwords are unsealed only in the worker that runs it, handed to the engine as
+``Secret``s, and erased from the database when the job ends. Jobs that are queued or running
+when the service stops stay queued (running ones are cancelled cooperatively, their secrets
+kept) and are started again by the next instance: the engine resumes from its journal."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+from typing import Any
+
+from ..api import ImportRequest, notify_job, spec_for, start_import
+from ..engine import JobHandle
+from ..errors import MigrateError, redact
+from ..gate import WriteGate
+from ..journal import default_journal_path, state_home
+from ..notify.options import NotifyOptions
+from ..report import JobReport, to_jsonable
+from ..sides import Side, SideOptions, build_side
+from .config import ServiceConfig
+from .crypto import SecretBox
+from .db import Store
+
+log = logging.getLogger(__name__)
+
+_STOPPING = "the import service is stopping (the job resumes when it starts again)"
+_CANCELLED = "cancelled"
+_env_lock = threading.Lock()
+
+
+def _build_with_password(opts: SideOptions, password: str, gate: WriteGate) -> Side:
+    """``build_side`` with a password that is never read as ``env:``/``file:`` (a user's password
+    may start with either): it is handed over in a private environment variable that exists only
+    while the side is built (``resolve_secret`` turns it into a registered ``Secret``)."""
+    name = f"MAILMIGRATE_SVC_{secrets.token_hex(8)}"
+    with _env_lock:
+        os.environ[name] = password
+        try:
+            opts.password = f"env:{name}"
+            return build_side(opts, gate)
+        finally:
+            os.environ.pop(name, None)
+            opts.password = None
+
+
+class Runner:
+    def __init__(self, cfg: ServiceConfig, store: Store, box: SecretBox) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.box = box
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._handles: dict[str, JobHandle] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for job_id in self.store.active_job_ids():  # left by an earlier instance: run them again
+            self.store.requeue(job_id)
+            self._queue.put(job_id)
+        for i in range(self.cfg.jobs):
+            t = threading.Thread(target=self._work, name=f"import-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            handles = list(self._handles.values())
+        for h in handles:
+            h.cancel(_STOPPING)
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+
+    def submit(self, job_id: str) -> None:
+        self._queue.put(job_id)
+
+    def cancel(self, job_id: str) -> str | None:
+        was = self.store.request_cancel(job_id)
+        if was == "running":
+            with self._lock:
+                handle = self._handles.get(job_id)
+            if handle is not None:
+                handle.cancel("the import was cancelled")
+        return was
+
+    def live_report(self, job_id: str) -> JobReport | None:
+        with self._lock:
+            handle = self._handles.get(job_id)
+        return handle.report if handle is not None else None
+
+    # --- work -----------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None or self._stopping.is_set():
+                return
+            try:
+                self._run(job_id)
+            except Exception:  # noqa: BLE001 - one job's bug never stops the pool
+                log.exception("import %s: internal error", job_id)
+                with contextlib.suppress(Exception):
+                    self.store.finish(job_id, "failed", None, "internal error")
+
+    def _options(self, row: dict[str, Any]) -> tuple[ImportRequest, SideOptions, SideOptions]:
+        req = json.loads(row["request"])
+        s, t = req["source"], req["target"]
+        cfg = self.cfg
+        src = SideOptions("source", email=s["email"], username=s.get("username"), provider=s.get("provider"),
+                          host=s.get("host"), port=s.get("port"), security=s.get("security"),
+                          interactive=False, timeout=cfg.imap_timeout)
+        dst = SideOptions("target", email=t["email"], username=t["email"], provider="imap", host=cfg.target_host,
+                          port=cfg.target_port, security=cfg.target_security, ca_file=cfg.target_ca_file,
+                          insecure=cfg.target_insecure, interactive=False, timeout=cfg.imap_timeout)
+        notify = NotifyOptions(enabled=True, lang=req.get("lang") or "en", extra=list(req.get("notify") or []))
+        imp = ImportRequest(source=src, target=dst, exclude=list(req.get("exclude") or []), progress=False,
+                            notify=notify, connections=cfg.connections, retry_base=cfg.retry_base)
+        return imp, src, dst
+
+    def _run(self, job_id: str) -> None:
+        if not self.store.claim(job_id):
+            return  # cancelled while queued, or taken already
+        row = self.store.job(job_id)
+        assert row is not None
+        src_pw, dst_pw = self.box.open(row["source_secret"]), self.box.open(row["target_secret"])
+        if src_pw is None or dst_pw is None:
+            self.store.finish(job_id, "failed", None, "the passwords of this import are no longer available: "
+                                                      "start it again")
+            return
+        req, src_opts, dst_opts = self._options(row)
+        try:
+            gate = WriteGate(open=True)
+            src = _build_with_password(src_opts, src_pw, gate)
+            dst = _build_with_password(dst_opts, dst_pw, gate)
+            if src.label == dst.label:
+                raise MigrateError("the source and the target are the same mailbox")
+            req.journal = self.cfg.home / default_journal_path(dst.label).relative_to(state_home())
+            handle = start_import(req, sides=(src, dst))
+        except MigrateError as exc:
+            self.store.finish(job_id, "failed", None, redact(exc.message))
+            return
+        with self._lock:
+            self._handles[job_id] = handle
+        try:
+            with contextlib.suppress(BaseException):  # the report carries what ended the job
+                handle.wait()
+            report = handle.report
+        finally:
+            with self._lock:
+                self._handles.pop(job_id, None)
+            src.factory.discard()
+            dst.factory.discard()
+        row = self.store.job(job_id) or row
+        if report.status == "interrupted" and self._stopping.is_set() and not row["cancel_requested"]:
+            self.store.requeue(job_id)  # secrets kept: the next instance resumes it
+            return
+        state = {"ok": "done", "partial": "partial", "failed": "failed"}.get(report.status, "failed")
+        if row["cancel_requested"] and report.status in ("interrupted", "failed"):
+            state = "cancelled"
+        if state != "cancelled":
+            try:
+                report.notification = notify_job(req, src, dst, spec_for(req, src, dst), report)
+            except Exception:  # noqa: BLE001 - the migration is done whatever the mail does
+                log.exception("import %s: confirmation mail failed", job_id)
+        report.compute_totals()
+        error = redact(report.error.message) if report.error is not None else None
+        self.store.finish(job_id, state, to_jsonable(report), error)
