@@ -191,9 +191,16 @@ def test_missing_uid_is_not_yielded_and_reading_changes_nothing(store):
 
 
 def test_create_append_and_flags(store):
-    if not store.writable:
-        pytest.skip("mbox is read-only by design (a source only)")
     ep = store.open()
+    if not store.writable:  # mbox is a source only: every write is refused, nothing changes
+        from migrate.errors import UsageError
+
+        for write in (lambda: ep.create_folder("New"), lambda: ep.append("INBOX", [AppendItem(msg(50), (), T0)]),
+                      lambda: ep.set_flags("INBOX", 1, ("\\Seen",))):
+            with pytest.raises(UsageError, match="read-only"):
+                write()
+        assert ep.status("INBOX").exists == len(SEED[("INBOX",)])
+        return
     nested = store.sep.join(["New", "Deep", "Leaf"])
     ep.create_folder(nested)
     ep.create_folder(nested)  # again: no error
