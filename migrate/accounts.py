@@ -41,8 +41,12 @@ class Secret:
         return hash(self._value)
 
 
-def resolve_secret(spec: str, *, what: str) -> Secret:
-    """Turn ``env:NAME``, ``file:PATH`` or a literal into a Secret; one-line UsageError if not found."""
+def resolve_secret(spec: str | Secret, *, what: str) -> Secret:
+    """Turn ``env:NAME``, ``file:PATH`` or a literal into a Secret; one-line UsageError if not found.
+    A ``Secret`` is already a value (a caller that holds the password itself, e.g. the service:
+    a password that happens to begin with ``env:`` is never read as a reference)."""
+    if isinstance(spec, Secret):
+        return spec
     if spec.startswith("env:"):
         name = spec[4:]
         value = os.environ.get(name)

@@ -36,7 +36,7 @@ class SideOptions:
     role: str
     email: str | None = None
     username: str | None = None
-    password: str | None = None  # literal, env:NAME or file:PATH
+    password: str | Secret | None = None  # literal, env:NAME or file:PATH; or the value itself
     provider: str | None = None
     host: str | None = None
     port: int | None = None

@@ -32,15 +32,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..accounts import Secret
 from ..errors import AuthFailed, MigrateError, UsageError
 from ..gate import WriteGate
 from ..report import to_jsonable
-from ..sides import SECURITIES, SideOptions
+from ..sides import SECURITIES, SideOptions, build_side
 from .config import ServiceConfig
 from .crypto import SecretBox
 from .db import Store
 from .ratelimit import RateLimiter
-from .runner import Runner, _build_with_password
+from .runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,9 @@ class Service:
                            insecure=cfg.target_insecure, interactive=False, timeout=cfg.imap_timeout)
 
     def check_login(self, email: str, password: str) -> None:
-        side = _build_with_password(self._target_options(email), password, WriteGate(open=False))
+        opts = self._target_options(email)
+        opts.password = Secret(password)
+        side = build_side(opts, WriteGate(open=False))
         endpoint = side.factory()
         with contextlib.suppress(Exception):
             endpoint.close()
@@ -214,8 +217,8 @@ class Service:
             try:
                 opts = SideOptions("source", email=src["email"], username=src.get("username"),
                                    provider=src.get("provider"), host=src.get("host"), port=src.get("port"),
-                                   security=src.get("security"), interactive=False)
-                await run_in_threadpool(_build_with_password, opts, pw, WriteGate(open=False))
+                                   security=src.get("security"), password=Secret(pw) if pw else None, interactive=False)
+                await run_in_threadpool(build_side, opts, WriteGate(open=False))
             except MigrateError as exc:
                 raise ApiError(422, exc.message) from None
         ids = []

@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
-import secrets
 import threading
 from typing import Any
 
+from ..accounts import Secret
 from ..api import ImportRequest, notify_job, spec_for, start_import
 from ..engine import JobHandle
 from ..errors import MigrateError, redact
@@ -23,7 +22,7 @@ from ..gate import WriteGate
 from ..journal import default_journal_path, state_home
 from ..notify.options import NotifyOptions
 from ..report import JobReport, to_jsonable
-from ..sides import Side, SideOptions, build_side
+from ..sides import SideOptions, build_side
 from .config import ServiceConfig
 from .crypto import SecretBox
 from .db import Store
@@ -32,22 +31,6 @@ log = logging.getLogger(__name__)
 
 _STOPPING = "the import service is stopping (the job resumes when it starts again)"
 _CANCELLED = "cancelled"
-_env_lock = threading.Lock()
-
-
-def _build_with_password(opts: SideOptions, password: str, gate: WriteGate) -> Side:
-    """``build_side`` with a password that is never read as ``env:``/``file:`` (a user's password
-    may start with either): it is handed over in a private environment variable that exists only
-    while the side is built (``resolve_secret`` turns it into a registered ``Secret``)."""
-    name = f"MAILMIGRATE_SVC_{secrets.token_hex(8)}"
-    with _env_lock:
-        os.environ[name] = password
-        try:
-            opts.password = f"env:{name}"
-            return build_side(opts, gate)
-        finally:
-            os.environ.pop(name, None)
-            opts.password = None
 
 
 class Runner:
@@ -142,8 +125,10 @@ class Runner:
         req, src_opts, dst_opts = self._options(row)
         try:
             gate = WriteGate(open=True)
-            src = _build_with_password(src_opts, src_pw, gate)
-            dst = _build_with_password(dst_opts, dst_pw, gate)
+            # The passwords go in as values, never as env:/file: references to resolve.
+            src_opts.password = Secret(src_pw) if src_pw else None
+            dst_opts.password = Secret(dst_pw) if dst_pw else None
+            src, dst = build_side(src_opts, gate), build_side(dst_opts, gate)
             if src.label == dst.label:
                 raise MigrateError("the source and the target are the same mailbox")
             req.journal = self.cfg.home / default_journal_path(dst.label).relative_to(state_home())

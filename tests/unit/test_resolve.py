@@ -74,3 +74,12 @@ def test_at_preset_host_only_at_the_presets_own_server():
     assert resolve_connection("a@gmail.com", host="IMAP.gmail.com").at_preset_host
     assert not resolve_connection("a@gmail.com", host="127.0.0.1").at_preset_host
     assert not resolve_connection("a@example.org", host="mail.example.org").at_preset_host
+
+
+def test_a_password_given_as_a_value_is_never_read_as_a_reference():
+    """The service holds users' passwords itself: one that begins with env: or file: is a password."""
+    from migrate.accounts import Secret, resolve_secret
+
+    given = Secret("env:HOME")
+    assert resolve_secret(given, what="--source-password") is given
+    assert resolve_secret("env:HOME", what="--source-password").get() != "env:HOME"
