@@ -217,6 +217,15 @@ NOTIFY_WHEN_HELP = ("When to send the confirmation mail: always; changes (defaul
                     "failed something, or is the job's first run: a re-run from cron with nothing new sends "
                     "none); never.")
 
+# Options several commands share (import, batch, notify): declared once.
+SmtpPort = Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")]
+SmtpSecurity = Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
+                                              help="SMTP connection security (default starttls).")]
+SmtpUser = Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")]
+SmtpPassword = Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the SMTP password is.")]
+SmtpCaFile = Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")]
+NotifyWhen = Annotated[str, Opt(metavar="{always,changes,never}", help=NOTIFY_WHEN_HELP)]
+
 
 @app.command("import")
 def import_(
@@ -288,15 +297,14 @@ def import_(
     smtp_host: Annotated[str | None, Opt(metavar="HOST", help="SMTP relay for the confirmation mail (default: "
                                                               "the target provider's SMTP server with the "
                                                               "target login).")] = None,
-    smtp_port: Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")] = None,
-    smtp_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
-                                                  help="SMTP connection security (default starttls).")] = None,
-    smtp_user: Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")] = None,
-    smtp_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the SMTP password is.")] = None,
-    smtp_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")] = None,
+    smtp_port: SmtpPort = None,
+    smtp_security: SmtpSecurity = None,
+    smtp_user: SmtpUser = None,
+    smtp_password: SmtpPassword = None,
+    smtp_ca_file: SmtpCaFile = None,
     notify_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the confirmation "
                                                                    "mail.")] = None,
-    notify_when: Annotated[str, Opt(metavar="{always,changes,never}", help=NOTIFY_WHEN_HELP)] = "changes",
+    notify_when: NotifyWhen = "changes",
     detach: Annotated[bool, Opt("--detach", help="Run in the background; print the job id and log path "
                                                  "(asks for missing passwords first).")] = False,
     gmail_one_copy: Annotated[bool, Opt("--gmail-one-copy", help="Gmail source: keep one copy per message, in "
@@ -435,15 +443,14 @@ def batch(
     smtp_host: Annotated[str | None, Opt(metavar="HOST", help="SMTP relay for the confirmation mails (default: "
                                                               "each target provider's SMTP server with the "
                                                               "target login; generic IMAP rows need this).")] = None,
-    smtp_port: Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")] = None,
-    smtp_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
-                                                  help="SMTP connection security (default starttls).")] = None,
-    smtp_user: Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")] = None,
-    smtp_password: Annotated[str | None, Opt(metavar=SECRET_REF, help="Where the SMTP password is.")] = None,
-    smtp_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")] = None,
+    smtp_port: SmtpPort = None,
+    smtp_security: SmtpSecurity = None,
+    smtp_user: SmtpUser = None,
+    smtp_password: SmtpPassword = None,
+    smtp_ca_file: SmtpCaFile = None,
     notify_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the confirmation "
                                                                    "mails.")] = None,
-    notify_when: Annotated[str, Opt(metavar="{always,changes,never}", help=NOTIFY_WHEN_HELP)] = "changes",
+    notify_when: NotifyWhen = "changes",
 ) -> None:
     """Import up to 25 mailboxes listed in a CSV file, several at a time (re-running resumes).
 
@@ -566,11 +573,10 @@ def notify_cmd(
     again: Annotated[bool, Opt("--again", help="Send even mails that were already sent.")] = False,
     smtp_host: Annotated[str | None, Opt(metavar="HOST", help="Send through this SMTP server instead of the one "
                                                               "recorded (also for mails that had none).")] = None,
-    smtp_port: Annotated[int | None, Opt(metavar="PORT", help="SMTP port.")] = None,
-    smtp_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
-                                                  help="SMTP connection security (default starttls).")] = None,
-    smtp_user: Annotated[str | None, Opt(metavar="LOGIN", help="SMTP login.")] = None,
-    smtp_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for the SMTP server.")] = None,
+    smtp_port: SmtpPort = None,
+    smtp_security: SmtpSecurity = None,
+    smtp_user: SmtpUser = None,
+    smtp_ca_file: SmtpCaFile = None,
     insecure: Annotated[bool, Opt("--insecure", help="Do not verify the SMTP server's certificate (DANGEROUS)."
                                   )] = False,
 ) -> None:
