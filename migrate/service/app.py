@@ -187,7 +187,18 @@ class Service:
     async def create_import(self, request: Request) -> Response:
         caller = self.caller(request)
         assert caller is not None
-        body = await _body(request)
+        ids = await self.submit_import(caller, await _body(request))
+        row = self.db.job(ids[0])
+        assert row is not None
+        answer = self.view(row)
+        answer["ids"] = ids
+        if len(ids) > 1:
+            answer["second_id"] = ids[1]
+        return _json(answer, 202)
+
+    async def submit_import(self, caller: Caller, body: dict[str, Any]) -> list[str]:
+        """Check an import request (the API's JSON shape; the pages build the same dict), queue
+        one job per source and return their ids. Raises ApiError with the answer to give."""
         target = body.get("target")
         if not isinstance(target, dict) or not isinstance(target.get("email"), str) or not target["email"].strip():
             raise ApiError(422, "target.email is required")
@@ -234,13 +245,7 @@ class Service:
         assert self.runner is not None
         for job_id in ids:
             self.runner.submit(job_id)
-        row = self.db.job(ids[0])
-        assert row is not None
-        answer = self.view(row)
-        answer["ids"] = ids
-        if len(ids) > 1:
-            answer["second_id"] = ids[1]
-        return _json(answer, 202)
+        return ids
 
     def _visible(self, caller: Caller, job_id: str) -> dict[str, Any]:
         row = self.db.job(job_id)
