@@ -310,6 +310,10 @@ def import_(
     gmail_one_copy: Annotated[bool, Opt("--gmail-one-copy", help="Gmail source: keep one copy per message, in "
                                                                  "the first label that holds it (INBOX first), "
                                                                  "to save quota.")] = False,
+    force: Annotated[bool, Opt("--force", help="Copy even when the fit check says the target is too small (what "
+                                               "does not fit then fails with its reason).")] = False,
+    no_wait: Annotated[bool, Opt("--no-wait", help="When a provider's daily budget is used up, exit 4 with the "
+                                                   "time the job may go on, instead of waiting for it.")] = False,
 ) -> None:
     """Copy every folder and message of one account into another (re-runs copy only what is new).
 
@@ -323,6 +327,11 @@ def import_(
       mailmigrate import ... --include INBOX --include 'Archive/*' --map-folder 'Old Sent=Sent'
       mailmigrate import --source-maildir ~/Maildir --target-email bob@example.com --target-host mail.example.com
       mailmigrate import ... --detach        # asks for passwords, then runs in the background
+
+    Before copying, the fit check sets what is to copy against the target's quota and size limits:
+    a job that does not fit exits 2 before it writes anything (--force copies anyway). A provider's
+    daily budget (Gmail: 2,500 MB a day from one account) is kept: the job waits for the next day
+    and goes on (--no-wait: exit 4, run it again later).
     """
     from migrate.notify.options import NotifyOptions
     from migrate.sides import SideOptions, build_side
@@ -373,7 +382,7 @@ def import_(
             # Start both logins now: they run while the engine is imported below.
             for side in sides:
                 side.factory.warm()
-        from migrate.api import ImportRequest, run_import
+        from migrate.api import ImportRequest
         _started()
         req = ImportRequest(source=src, target=dst, include=include or [], exclude=exclude or [],
                             map_folder=maps, dry_run=dry_run, journal=journal,
@@ -385,16 +394,39 @@ def import_(
                                                  smtp_user=smtp_user, smtp_password=smtp_password,
                                                  ca_file=smtp_ca_file, insecure=insecure, when=notify_when))
         req.gmail_single_copy = gmail_one_copy
+        req.force = force
         if detach:
             from migrate.background import detach_import
             detach_import(req, sys.argv[1:], sides)
             return
-        result = run_import(req, sides=sides)
+        result = _import_until_done(req, sides, wait=not (no_wait or dry_run))
     except MigrateError as exc:
         _fail(exc)
         return
     print_summary(result)
     raise typer.Exit(result.exit_code)
+
+
+def _import_until_done(req, sides, *, wait: bool):  # type: ignore[no-untyped-def]
+    """Run the import; while a provider's daily budget stops it, say so, wait until it may go
+    on and run it again (``wait``). Ctrl-C while waiting: the waiting report (exit 4)."""
+    from migrate.api import run_import
+    from migrate.engine.budget import run_with_waits
+    from migrate.ui import err
+
+    waited = []
+
+    def say(report) -> None:  # type: ignore[no-untyped-def]
+        waited.append(report)
+        err.print(f"waiting: {report.error.message if report.error else 'a daily budget is used up'}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        return run_with_waits(lambda: run_import(req, sides=sides), wait=wait, on_wait=say)
+    except KeyboardInterrupt:
+        if not waited:
+            raise
+        return waited[-1]  # stopped while waiting: nothing was running
 
 
 def _check_batch_tls(source_ca: str | None, target_ca: str | None, smtp_ca: str | None, insecure: bool) -> None:
@@ -451,11 +483,16 @@ def batch(
     notify_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the confirmation "
                                                                    "mails.")] = None,
     notify_when: NotifyWhen = "changes",
+    force: Annotated[bool, Opt("--force", help="Run rows even when the fit check says their target is too small "
+                                               "(without it such a row fails alone, exit 2).")] = False,
+    no_wait: Annotated[bool, Opt("--no-wait", help="Rows stopped by a provider's daily budget stay waiting (exit 4) "
+                                                   "instead of going on when it allows.")] = False,
 ) -> None:
     """Import up to 25 mailboxes listed in a CSV file, several at a time (re-running resumes).
 
     Exit 0 every row done; 1 some row failed or had failed messages (the table and the report say
-    which); 2 the CSV is invalid (every problem is listed, nothing was imported); 4 interrupted.
+    which); 2 the CSV is invalid (every problem is listed, nothing was imported); 4 interrupted, or
+    rows wait for a daily budget (--no-wait).
 
     Examples:
 
@@ -507,10 +544,16 @@ def batch(
                 err.print(line, markup=False, highlight=False, soft_wrap=True)
             _fail(exc)
             return
+        def say_waiting(waiting, resume) -> None:  # type: ignore[no-untyped-def]
+            for r in waiting:
+                why = r.error.message if r.error else "a daily budget is used up"
+                err.print(f"line {r.line}: waiting: {why}", markup=False, highlight=False, soft_wrap=True)
+
         result = run_batch(rows, parallel=parallel, journal_dir=journal_dir, report_path=report,
                            progress_ui=not quiet, dry_run=dry_run, rerun_command=_rerun_command(sys.argv[1:]),
                            file=str(file), notify=notify, source_ca_file=source_ca_file,
-                           target_ca_file=target_ca_file, insecure=insecure)
+                           target_ca_file=target_ca_file, insecure=insecure, force=force, wait=not no_wait,
+                           on_wait=say_waiting)
     except MigrateError as exc:
         _fail(exc)
         return
@@ -654,7 +697,7 @@ def providers(
 def _show_preset(name: str) -> None:
     """``mailmigrate providers NAME``: every fact of one preset, a line each (never wrapped: greppable)."""
     from migrate import providers
-    from migrate.providers.describe import format_bytes, preset_row
+    from migrate.providers.describe import preset_row
 
     preset = providers.get(name)  # UsageError listing the valid names
     row, q = preset_row(preset), preset.quirks
@@ -667,9 +710,13 @@ def _show_preset(name: str) -> None:
     lines += [f"  max_connections: {row['max_connections']}", f"  size_limit: {row['size_limit']}"]
     if q.max_messages_per_second:
         lines.append(f"  upload pace: at most {q.max_messages_per_second:g} messages/s")
-    if q.daily_download_bytes or q.daily_upload_bytes:
-        lines.append(f"  daily limits: download {format_bytes(q.daily_download_bytes)}, "
-                     f"upload {format_bytes(q.daily_upload_bytes)}")
+    b = preset.budget
+    if b.download_mb_per_day or b.upload_mb_per_day:
+        per_day = [f"{what} {mb:,g} MB" for what, mb in (("download", b.download_mb_per_day),
+                                                         ("upload", b.upload_mb_per_day)) if mb]
+        lines.append(f"  daily budget per account: {', '.join(per_day)} ({b.source})")
+    if b.max_messages_per_folder:
+        lines.append(f"  messages per folder at most: {b.max_messages_per_folder:,} ({b.source})")
     if q.folder_count_cap:
         lines.append(f"  messages visible per folder: {q.folder_count_cap}"
                      + (f" (all of them on {q.export_host})" if q.export_host else ""))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .accounts import resolve_secret
 from .engine import JobHandle, JobSpec, events, start
+from .engine.budget import daily_limits
 from .engine.progress import Progress
 from .gate import WriteGate
 from .journal import default_journal_path, job_id_for
@@ -39,6 +40,8 @@ class ImportRequest:
     progress: bool = True
     notify: NotifyOptions | None = None
     gmail_single_copy: bool = False
+    force: bool = False  # copy even when the fit check says the target is too small
+    budget_store: Path | None = None  # where daily budgets are counted (default: beside the journal)
 
 
 def sample_mailbox() -> Path:
@@ -74,7 +77,8 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
         reserved_folders=list(dst_quirks.reserved_folders), max_rate=rate,
         gmail_single_copy=req.gmail_single_copy, source_hooks=src.hooks, target_hooks=dst.hooks,
         source_folder_cap=src_quirks.folder_count_cap if src.at_preset_host else None,
-        source_export_host=src_quirks.export_host)
+        source_export_host=src_quirks.export_host, force=req.force, budgets=daily_limits(src, dst),
+        budget_store=req.budget_store)
 
 
 def _sides(req: ImportRequest, sides: tuple[Side, Side] | None) -> tuple[Side, Side]:
@@ -135,6 +139,8 @@ def notify_job(req: ImportRequest, src: Side, dst: Side, spec: JobSpec, report: 
     assert opts is not None
     if not opts.enabled:
         return "confirmation mail: off (--no-notify)"
+    if report.status == "waiting":  # not done: the run that finishes the job sends it
+        return "confirmation mail: not sent yet (the job waits for a daily budget)"
     from .errors import MigrateError
     from .notify.deliver import deliver, skip_reason, smtp_plan
 

@@ -116,3 +116,27 @@ class Capabilities:
     # Flags the target can store permanently; None = unknown/any. "\\*" means keywords allowed.
     permanent_flags: frozenset[str] | None = None
     raw: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The target's quota (GETQUOTAROOT, RFC 9208): usage and limit of storage (bytes) and of
+    messages; None where the server sets no such limit."""
+
+    storage_used: int | None = None
+    storage_limit: int | None = None
+    messages_used: int | None = None
+    messages_limit: int | None = None
+    root: str = ""
+
+    @property
+    def free_bytes(self) -> int | None:
+        if self.storage_limit is None:
+            return None
+        return max(0, self.storage_limit - (self.storage_used or 0))
+
+    @property
+    def free_messages(self) -> int | None:
+        if self.messages_limit is None:
+            return None
+        return max(0, self.messages_limit - (self.messages_used or 0))

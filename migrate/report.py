@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-JobStatus = Literal["ok", "partial", "failed", "interrupted", "dry-run"]
+# "waiting": stopped at a provider's daily budget; ``resume_at`` says when it may go on.
+JobStatus = Literal["ok", "partial", "failed", "interrupted", "dry-run", "waiting"]
+FitOutcome = Literal["fits", "too_big", "does_not_fit"]
 T = TypeVar("T")
 
 
@@ -71,6 +73,50 @@ class ErrorInfo:
 
 
 @dataclass(kw_only=True)
+class FitMessage:
+    """One message the fit check names (the largest; one too big for the target)."""
+
+    folder: str
+    uid: int
+    size: int
+    subject: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(kw_only=True)
+class FitLimit:
+    """A limit the fit check compared with, and where it comes from."""
+
+    name: str  # quota-storage | quota-messages | size-limit | messages-per-folder | download-per-day | upload-per-day
+    value: int  # bytes, or a count of messages
+    source: str  # "GETQUOTAROOT (RFC 9208)", "APPENDLIMIT", "preset gmail: support.google.com/..."
+
+
+@dataclass(kw_only=True)
+class FitReport:
+    """Will the job fit the target? Computed after the folders were read, before anything is
+    copied (``migrate.engine.fit``). ``text`` is the outcome in words: "fits", "fits, 2 messages
+    too big (listed)", "does not fit: 4.2 GB to copy, 1.1 GB free"."""
+
+    outcome: FitOutcome
+    text: str
+    source_messages: int = 0  # in the folders to copy
+    source_bytes: int = 0
+    to_copy_messages: int = 0  # not on the target yet (as far as its content is known)
+    to_copy_bytes: int = 0
+    target_messages: int | None = None  # in the target folders now
+    used_bytes: int | None = None  # the target's quota usage
+    free_bytes: int | None = None  # None: the target sets no quota (or does not say)
+    free_messages: int | None = None
+    largest: FitMessage | None = None
+    too_big: list[FitMessage] = field(default_factory=list)
+    limits: list[FitLimit] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # folder limits, daily budgets and what they mean
+    finish: str | None = None  # the honest finish time, e.g. "about 2 days: Gmail allows 2.5 GB a day; ..."
+    forced: bool = False  # did not fit, copied anyway (--force)
+
+
+@dataclass(kw_only=True)
 class JobReport:
     job_id: str
     source: str  # label, e.g. "alice@imap.example.com:993" (never a secret)
@@ -90,6 +136,8 @@ class JobReport:
     rerun_command: str | None = None  # how to run the job again (no secrets)
     journal: str | None = None
     notification: str | None = None  # what happened to the confirmation mail
+    fit: FitReport | None = None  # the fit check (None: the job stopped before it)
+    resume_at: datetime | None = None  # status "waiting": when the provider's budget allows more
 
     def compute_totals(self) -> Totals:
         t = Totals(folders=len(self.folders))
@@ -172,5 +220,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["ErrorInfo", "Failure", "FolderReport", "JobReport", "JobStatus", "Totals", "dumps",
+__all__ = ["ErrorInfo", "Failure", "FitLimit", "FitMessage", "FitOutcome", "FitReport", "FolderReport", "JobReport",
+           "JobStatus", "Totals", "dumps",
            "load", "to_jsonable", "utcnow", "write_private"]

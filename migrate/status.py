@@ -30,7 +30,7 @@ FOLLOW_POLL_S = 0.5
 FAILURES_SHOWN = 10  # in ``status JOB``; ``--failures`` lists them all
 
 _STATE_STYLE = {"running": "cyan", "ok": "green", "partial": "yellow", "failed": "red", "interrupted": "red",
-                "dry-run": "cyan"}
+                "dry-run": "cyan", "waiting": "yellow"}
 _KILLED = {"reference": "stopped", "message": "the job's process ended before the job finished",
            "hint": "run the same command again: the job resumes"}
 
@@ -115,6 +115,9 @@ def job_info(path: Path, j: Journal, row: JobRow, *, detail: bool = False) -> di
         "duration_s": round((end - started).total_seconds(), 1) if started and end else None,
         "runs": len(runs), "copied": copied, "present": present, "failed": failed,
         "error": error, "last_error": last_error, "progress": progress, "command": row.command,
+        # a daily budget used up: when the job may go on; and the last fit check, in words
+        "resume_at": report.get("resume_at") if report and state == "waiting" else None,
+        "fit": (report.get("fit") or {}).get("text") if report else None,
     }
     if detail:
         info["folders"] = _folders(j, jid, counts, report)
@@ -236,6 +239,10 @@ def _detail_lines(info: dict[str, Any], *, all_failures: bool) -> list[str]:
              f"journal   {info['journal']}"]
     if info["progress"]:
         lines.append(f"progress  {progress_text(info['progress'])}")
+    if info.get("fit"):
+        lines.append(f"fit       {info['fit']}")
+    if info.get("resume_at"):
+        lines.append(f"waiting   {_resume_text(info['resume_at'])}")
     err = info["error"]
     if err:
         lines.append(f"error     {err.get('message')}" + (f" (hint: {err['hint']})" if err.get("hint") else ""))
@@ -256,6 +263,19 @@ def _detail_lines(info: dict[str, Any], *, all_failures: bool) -> list[str]:
             lines.append(f"  ... and {len(failures) - len(shown)} more: mailmigrate status {info['job_id']}"
                          " --failures")
     return lines
+
+
+def _resume_text(iso: str) -> str:
+    """When a waiting job may go on: "going on at 2024-05-02 00:00 UTC (in 5 h 12 min)"."""
+    from .engine.eta import duration
+
+    t = _time(iso)
+    if t is None:
+        return "-"
+    left = (t - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        return f"may go on since {_when(iso)}: run the same command again (re-run below)"
+    return f"going on at {_when(iso)} (in {duration(left)})"
 
 
 def show_status(journal_path: Path | None, job: str | None, *, follow: bool = False, as_json: bool = False,

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .engine.eta import human_bytes
 from .engine.progress import Progress
 from .report import JobReport
 
@@ -39,14 +40,6 @@ def __getattr__(name: str) -> Any:
     if name in ("err", "out"):
         return _console(name == "err")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def human_duration(seconds: float) -> str:
@@ -89,7 +82,10 @@ def progress_parts(snap: Mapping[str, object]) -> list[tuple[str, str]]:
     if snap.get("rate_bytes_s"):
         parts.append((f"{human_bytes(_num(snap, 'rate_bytes_s'))}/s", ""))
     eta = snap.get("eta_s")
-    parts.append((f"ETA {human_duration(eta)}" if isinstance(eta, int | float) else "ETA -", "bold"))
+    if snap.get("eta_text"):  # a daily budget decides: "about 2 days: Gmail allows 2.5 GB a day; ..."
+        parts.append((f"ETA {snap['eta_text']}", "bold"))
+    else:
+        parts.append((f"ETA {human_duration(eta)}" if isinstance(eta, int | float) else "ETA -", "bold"))
     if snap.get("failed"):
         parts.append((f"failed {snap['failed']}", "red"))
     if snap.get("retries"):
@@ -228,11 +224,23 @@ def plain_table(columns: Sequence[tuple[str, bool]], rows: Sequence[Sequence[str
 
 
 _STATUS = {"ok": ("done", "green"), "partial": ("done, some messages failed", "yellow"),
-           "dry-run": ("dry run", "cyan"), "interrupted": ("interrupted", "red"), "failed": ("failed", "red")}
+           "dry-run": ("dry run", "cyan"), "interrupted": ("interrupted", "red"), "failed": ("failed", "red"),
+           "waiting": ("waiting for a daily budget", "yellow")}
+
+
+def fit_shown(report: JobReport) -> list[str]:
+    """The fit check's lines where they tell something: always in a dry run, else when the job
+    does not simply fit (too big messages, does not fit) or a daily budget makes it long."""
+    fit = report.fit
+    if fit is None or not (report.dry_run or fit.outcome != "fits" or fit.finish):
+        return []
+    from .engine.fit import fit_lines
+    return fit_lines(fit)
 
 
 def print_summary(report: JobReport) -> None:
-    lines = [f"renamed: '{r['wanted']}' -> '{r['target']}' ({r['reason']})" for r in report.renamed_folders]
+    lines = fit_shown(report)
+    lines += [f"renamed: '{r['wanted']}' -> '{r['target']}' ({r['reason']})" for r in report.renamed_folders]
     if sys.stdout.isatty():
         lines = _summary_notes(report) + lines
     failures = report.failures()
@@ -245,7 +253,8 @@ def print_summary(report: JobReport) -> None:
     status = f"status: {{}} (exit {report.exit_code})"
     error = None
     if report.error:  # one line, never wrapped: scripts grep it
-        error = f"error: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else "")
+        kind = "waiting" if report.status == "waiting" else "error"  # a budget used up is no error
+        error = f"{kind}: {report.error.message}" + (f" (hint: {report.error.hint})" if report.error.hint else "")
     if sys.stdout.isatty():
         out = _console(False)
         if report.folders:

@@ -60,7 +60,7 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {}  # none at the moment: add (check, p
 NOT_COVERED = {
     "yahoo": "folder_count_cap (10,000 visible messages per folder) and export_host are not used by the engine; "
              "showing them needs a >10,000-message folder",
-    "gmail": "daily_download_bytes/daily_upload_bytes (daily quotas) are not used by the engine",
+    "gmail": "the [budget] daily limits: exercised with a small override on real Dovecot in tests/test_fit_budget.py",
     "*": "SMTP settings, and TLS on the presets' real ports (the suite overrides them with plain IMAP)",
 }
 

@@ -20,8 +20,9 @@ row continues from its journal; finished rows re-check quickly and copy nothing.
 
 Batch exit code (``BatchReport.exit_code``): 0 every row ok; 1 the batch ran to the end but at
 least one row failed, stopped, or had messages that failed (see each row's ``exit_code``: 1 some
-messages failed, 2 input error, 3 login refused, 4 connection/TLS failure or stopped); 4 the batch
-itself was interrupted (Ctrl-C): running the same command again resumes. (An invalid CSV is
+messages failed, 2 input error or does not fit the target, 3 login refused, 4 connection/TLS
+failure or stopped); 4 the batch itself was interrupted (Ctrl-C), or every row not done waits for
+a daily budget (``--no-wait``): running the same command again resumes. (An invalid CSV is
 refused by the CLI with 2 before anything runs.)
 
 Secrets from the CSV only flow as the row's ``SideSpec`` refs into ``build_side``, which turns
@@ -34,7 +35,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -43,6 +46,7 @@ from typing import Literal
 
 from ..api import ImportRequest, notify_job, spec_for
 from ..engine import JobHandle, JobSpec
+from ..engine.budget import sleep_until
 from ..engine.progress import Progress
 from ..errors import ExitCode, MigrateError, redact, register_secret
 from ..gate import WriteGate
@@ -52,8 +56,8 @@ from ..report import ErrorInfo, JobReport, dumps, load, utcnow, write_private
 from ..sides import Side, SideOptions, build_side
 from .reader import BatchRow, SideSpec
 
-RowStatus = Literal["ok", "partial", "failed", "interrupted", "dry-run"]
-BatchStatus = Literal["ok", "partial", "interrupted", "dry-run"]
+RowStatus = Literal["ok", "partial", "failed", "interrupted", "dry-run", "waiting"]
+BatchStatus = Literal["ok", "partial", "interrupted", "dry-run", "waiting"]
 ServerKey = tuple[str, int]
 
 
@@ -90,6 +94,7 @@ class BatchTotals:
     partial: int = 0
     failed: int = 0
     interrupted: int = 0
+    waiting: int = 0  # stopped at a daily budget (``--no-wait``)
     copied: int = 0
     skipped_duplicates: int = 0
     failed_messages: int = 0
@@ -120,6 +125,8 @@ class BatchReport:
                 t.partial += 1
             elif r.status == "interrupted":
                 t.interrupted += 1
+            elif r.status == "waiting":
+                t.waiting += 1
             else:
                 t.failed += 1
             if r.report is not None:
@@ -132,6 +139,8 @@ class BatchReport:
         self.totals = t
         if interrupted:
             self.status, self.exit_code = "interrupted", int(ExitCode.CONNECTION)
+        elif t.waiting and t.ok + t.waiting == t.rows:  # the rest goes on when the budgets allow
+            self.status, self.exit_code = "waiting", int(ExitCode.CONNECTION)
         elif t.ok == t.rows:
             self.status, self.exit_code = ("dry-run" if self.dry_run else "ok"), int(ExitCode.OK)
         else:
@@ -259,7 +268,9 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
               dry_run: bool = False, retries: int = 8, retry_base: float = 1.0, timeout: float = 60.0,
               batch_count: int = 100, rerun_command: str | None = None, file: str | None = None,
               notify: NotifyOptions | None = None, source_ca_file: str | None = None,
-              target_ca_file: str | None = None, insecure: bool = False) -> BatchReport:
+              target_ca_file: str | None = None, insecure: bool = False, force: bool = False,
+              wait: bool = True, wait_until: Callable[[datetime], None] | None = None,
+              on_wait: Callable[[list[RowReport], datetime], None] | None = None) -> BatchReport:
     """Run every row (validated by ``read_batch``) and return the batch report.
 
     ``source_ca_file``/``target_ca_file``: trust this CA for every row's source/target (a row's own
@@ -268,6 +279,13 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
     ``notify``: after each row (not in a dry run) a confirmation mail goes to the row's source and
     target addresses plus its ``notify`` cell's addresses (``notify.extra`` are added to every
     row), as ``mailmigrate import`` sends it; its outcome is the row report's ``notification``.
+
+    ``force``: run rows the fit check says do not fit (``batch --force``); without it such a row
+    fails alone (exit 2, its report's ``fit`` says why) and the others go on.
+
+    A row stopped by a provider's daily budget (status "waiting", ``migrate.engine.budget``) is run
+    again once the budget allows (``wait_until(resume_at)``, after ``on_wait(rows, resume_at)``);
+    ``wait=False`` (``batch --no-wait``) leaves it waiting: the batch then exits 4.
 
     ``KeyboardInterrupt`` (Ctrl-C) stops the batch gracefully: running rows finish the folder they
     are in and stop, rows not started are reported "interrupted", and the report (written to
@@ -320,7 +338,7 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
                                target=side_options(st.row.target, "target", timeout=timeout),
                                dry_run=dry_run, journal=journal, connections=n, retries=retries,
                                retry_base=retry_base, batch_count=batch_count, rerun_command=rerun_command,
-                               progress=False, notify=row_notify)
+                               progress=False, notify=row_notify, force=force)
         st.spec = spec_for(st.req, st.src, st.dst)
         st.out.connections = st.spec.connections
         st.need = {k: sides * st.spec.connections for k, sides in st.need.items()}
@@ -369,44 +387,62 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
         running: dict[Future[None], _Row] = {}
         pool = ThreadPoolExecutor(max_workers=min(parallel, max(1, len(pending))), thread_name_prefix="row")
         try:
-            while pending or running:
-                if not stop.is_set():
-                    for st in list(pending):
-                        if len(running) >= parallel:
-                            break
-                        if budget.try_take(st.need):
-                            pending.remove(st)
-                            st.state, st.started = "running", time.monotonic()
-                            running[pool.submit(work, st)] = st
-                elif pending:
-                    for st in pending:
-                        _finish_row(st, error=_NOT_STARTED, exit_code=int(ExitCode.CONNECTION),
-                                    status="interrupted")
-                    pending.clear()
-                if not running:
-                    continue
+            while True:
+                while pending or running:
+                    if not stop.is_set():
+                        for st in list(pending):
+                            if len(running) >= parallel:
+                                break
+                            if budget.try_take(st.need):
+                                pending.remove(st)
+                                st.state, st.started = "running", time.monotonic()
+                                running[pool.submit(work, st)] = st
+                    elif pending:
+                        for st in pending:
+                            _finish_row(st, error=_NOT_STARTED, exit_code=int(ExitCode.CONNECTION),
+                                        status="interrupted")
+                        pending.clear()
+                    if not running:
+                        continue
+                    try:
+                        done, _ = wait_for(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    except KeyboardInterrupt:
+                        if stop.is_set():
+                            raise  # second Ctrl-C: the caller decides how hard to stop
+                        interrupted = True
+                        stop.set()
+                        for st in running.values():
+                            if st.job is not None:
+                                st.job.cancel()
+                        continue
+                    for fut in done:
+                        st = running.pop(fut)
+                        budget.give_back(st.need)
+                        exc = fut.exception()
+                        if exc is not None:  # work() catches everything; belt and braces
+                            _finish_row(st, error=ErrorInfo(reference="internal-error",
+                                                            message=redact(f"{type(exc).__name__}: {exc}")),
+                                        exit_code=int(ExitCode.CONNECTION), status="failed")
+                        elif st.state == "running":  # stopped before the job began
+                            _finish_row(st, error=_NOT_STARTED, exit_code=int(ExitCode.CONNECTION),
+                                        status="interrupted")
+                # Rows stopped at a daily budget go on when it allows, unless told not to wait.
+                waiting = [st for st in runnable if st.state == "waiting" and st.out.report is not None
+                           and st.out.report.resume_at is not None]
+                if not (wait and waiting) or stop.is_set() or dry_run:
+                    break
+                resume = min(st.out.report.resume_at for st in waiting)  # type: ignore[union-attr,type-var]
+                if on_wait is not None:
+                    on_wait([st.out for st in waiting], resume)
                 try:
-                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    (wait_until or sleep_until)(resume)
                 except KeyboardInterrupt:
-                    if stop.is_set():
-                        raise  # second Ctrl-C: the caller decides how hard to stop
                     interrupted = True
                     stop.set()
-                    for st in running.values():
-                        if st.job is not None:
-                            st.job.cancel()
-                    continue
-                for fut in done:
-                    st = running.pop(fut)
-                    budget.give_back(st.need)
-                    exc = fut.exception()
-                    if exc is not None:  # work() catches everything; belt and braces
-                        _finish_row(st, error=ErrorInfo(reference="internal-error",
-                                                        message=redact(f"{type(exc).__name__}: {exc}")),
-                                    exit_code=int(ExitCode.CONNECTION), status="failed")
-                    elif st.state == "running":  # stopped before the job began
-                        _finish_row(st, error=_NOT_STARTED, exit_code=int(ExitCode.CONNECTION),
-                                    status="interrupted")
+                    break
+                for st in waiting:
+                    st.state = "pending"
+                pending = list(waiting)
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
 
@@ -438,7 +474,7 @@ def _human_bytes(n: float) -> str:
 
 
 _STATE_STYLE = {"pending": "dim", "running": "cyan", "ok": "green", "dry-run": "cyan", "partial": "yellow",
-                "failed": "red", "interrupted": "red"}
+                "failed": "red", "interrupted": "red", "waiting": "yellow"}
 
 
 def live_table(states: list[_Row]):  # type: ignore[no-untyped-def]
@@ -558,6 +594,11 @@ def print_batch_summary(report: BatchReport) -> None:
         elif r.report is not None and r.report.totals.failed:
             out.print(f"line {r.line}: {r.source} -> {r.target}: {r.report.totals.failed} messages failed "
                       "(see the JSON report)", markup=False, highlight=False, soft_wrap=True)
+        fit = r.report.fit if r.report is not None else None
+        if fit is not None and fit.outcome == "too_big":  # a row that does not fit says so in its error
+            named = ", ".join(f"{m.folder} uid {m.uid} ({_human_bytes(m.size)})" for m in fit.too_big[:5])
+            more = f" and {len(fit.too_big) - 5} more" if len(fit.too_big) > 5 else ""
+            out.print(f"line {r.line}: {fit.text}: {named}{more}", markup=False, highlight=False, soft_wrap=True)
         note = r.report.notification if r.report is not None else None
         if note and r.mail in ("failed", "no-smtp", "no-recipients", "interrupted"):  # the mail did not go out
             out.print(f"line {r.line}: {note}", markup=False, highlight=False, soft_wrap=True)
@@ -565,10 +606,13 @@ def print_batch_summary(report: BatchReport) -> None:
         out.print(mail_line(report), markup=False, highlight=False, soft_wrap=True)
     t = report.totals
     parts = [f"{t.ok} ok"] + [f"{n} {what}" for n, what in ((t.partial, "partial"), (t.failed, "failed"),
-                                                             (t.interrupted, "interrupted")) if n]
+                                                             (t.interrupted, "interrupted"), (t.waiting, "waiting"))
+                              if n]
     verdict = {"ok": "[green]all rows done[/]", "dry-run": "[cyan]dry run[/]",
                "partial": "[yellow]done, some rows did not complete[/]",
-               "interrupted": "[red]interrupted: run the same command again to resume[/]"}[report.status]
+               "interrupted": "[red]interrupted: run the same command again to resume[/]",
+               "waiting": "[yellow]waiting for a daily budget: run the same command again after the time "
+                          "shown[/]"}[report.status]
     out.print(f"batch: {', '.join(parts)} of {t.rows} rows; {verdict} (exit {report.exit_code})")
 
 

@@ -6,7 +6,9 @@
 
 Modules: ``api`` (start/cancel/follow a job), ``events`` (what a job reports), ``job`` (one run:
 orchestration and status), ``planning`` (folder plan and creation), ``pool`` (workers and the
-retry policy), ``folder_sync`` (one folder), ``progress`` (live counters), ``locks``, ``memory``.
+retry policy), ``folder_sync`` (one folder), ``fit`` (will the job fit the target?), ``budget``
+(the providers' daily budgets), ``eta`` (the finish time under those budgets), ``progress`` (live
+counters), ``quota`` (a full target), ``locks``, ``memory``.
 
 The names below are loaded on first use, so that importing ``migrate.engine.progress`` alone
 (the UI does) stays cheap.

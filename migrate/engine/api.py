@@ -19,6 +19,11 @@ user options with ``migrate.api.spec_for``). Events are frozen dataclasses
 then ``JobDone`` exactly once, last, whatever happened. ``on_event`` is called from the job's own
 threads, one event at a time: keep it quick.
 
+Before anything is copied the job checks that it fits the target (``FitChecked``; the report's
+``fit``); a job stopped by a provider's daily budget ends with status "waiting" and ``resume_at``
+(run it again then: ``migrate.engine.budget.run_with_waits``); while it runs,
+``handle.progress.snapshot()["eta_text"]`` says when a budget makes it long.
+
 The CLI's ``import`` (through ``migrate.api.run_import``) and the batch runner drive jobs through
 this module only.
 """

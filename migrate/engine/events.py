@@ -2,8 +2,12 @@
 
 In order, for one job:
 
-* ``FolderPlanned`` once per source folder, in plan order, when folders are planned and created
-  (``target`` None: the folder is skipped, ``reason`` says why);
+* ``FolderPlanned`` once per source folder, in plan order, when folders are planned (``target``
+  None: the folder is skipped, ``reason`` says why; a folder the target then refuses under every
+  name fails with a ``MessageFailed`` and ends with a ``FolderDone`` whose target is None);
+* ``FitChecked`` once, when every folder was read and before anything is copied (or created):
+  will the job fit the target (``migrate.engine.fit``)? A job that does not fit ends there
+  (``JobDone``, error "does-not-fit") unless forced;
 * then, while folders are copied: ``Progress`` whenever counters moved (after each batch, each
   chunk of duplicates, each failure), ``MessageFailed`` for each message (or whole folder, ``uid``
   None) that could not be copied, and ``FolderDone`` once per folder with its final report;
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..report import FolderReport, JobReport
+from ..report import FitReport, FolderReport, JobReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,11 @@ class FolderPlanned:
     target: str | None  # None: not copied (excluded, a Gmail view, refused by the target...)
     messages: int  # messages in the source folder when it was planned (0 for a skipped folder)
     reason: str = ""  # how the target name was chosen, or why the folder is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class FitChecked:
+    fit: FitReport  # outcome ("fits", "too_big", "does_not_fit"), its text, sizes, limits, finish time
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,4 +71,4 @@ class JobDone:
     report: JobReport  # the job's final report (``status``, ``exit_code``, ``error``...)
 
 
-Event = FolderPlanned | Progress | MessageFailed | FolderDone | JobDone
+Event = FolderPlanned | FitChecked | Progress | MessageFailed | FolderDone | JobDone

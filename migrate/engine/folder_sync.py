@@ -41,6 +41,7 @@ from ..journal import FolderRecord, Journal, MessageRecord
 from ..models import NON_COPYABLE_FLAGS, AppendItem, FolderStatus, MessageMeta, RawMessage
 from ..report import Failure, FolderReport
 from ..store import MessageRow
+from .budget import BudgetReached, DailyBudgets, Ticket
 from .locks import FileLocks, Locks
 from .memory import give_back_free_memory
 from .progress import Progress
@@ -62,6 +63,7 @@ class SyncSettings:
     cancel: threading.Event | None = None  # checked between batches: Ctrl-C stops within a batch
     pace: Callable[[int], None] | None = None  # waits so that n more messages keep the target's rate
     budget: ByteBudget | None = None  # bytes of message bodies in memory across the whole job
+    daily: DailyBudgets | None = None  # the providers' daily budgets (``migrate.engine.budget``)
     locks: Locks | None = None  # None: the lock files beside ``journal_path``; a dry run takes none
     # The job's write gate (``migrate.gate``). Closed (a dry run): nothing is fetched or appended,
     # what a real run would copy is counted instead.
@@ -183,6 +185,7 @@ class FolderScan:
     # uid -> (state, ledger row) as the journal had it, to tell a later retry of this run apart.
     restore: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     failed_before: int = 0
+    likely: list[int] = field(default_factory=list)  # open UIDs the target lacks, as far as known (the fit check)
     flags_updated: int = 0
     # Connection drops while a message was being appended (shared by the retries of a part):
     # messages of a dropped batch are suspects and go alone; alone_drops counts their solo drops.
@@ -195,6 +198,7 @@ class FolderScan:
         """The folder is done: drop the per-message data (memory stays flat over many folders)."""
         self.metas, self.keys, self.source_keys, self.open_uids = {}, {}, Counter(), []
         self.restore, self.suspects, self.alone_drops, self.dropped_headers = {}, set(), Counter(), {}
+        self.likely = []
 
 
 class FolderSync:
@@ -333,6 +337,21 @@ class FolderSync:
         sc.settled = sum(1 for u in sc.metas if u in known and known[u].state in ("copied", "duplicate")
                          and u not in sc.restore)
         self.progress.folder_bytes(self.source, sum(sc.metas[u].size for u in sc.open_uids))
+        sc.likely = self._likely_copies()
+
+    def _likely_copies(self) -> list[int]:
+        """The open messages the target does not hold yet, as far as its ledger knows: what the fit
+        check counts as to copy (each chunk decides again, under the folder lock)."""
+        sc = self.scan
+        t = sc.target_status
+        if not sc.open_uids or t is None or not t.exists:
+            return list(sc.open_uids)  # a new or empty target folder holds none of them
+        self._reconcile()  # the chunks' reconcile then only reads what arrives meanwhile
+        by_key: dict[str, list[int]] = {}
+        for uid in sc.open_uids:
+            by_key.setdefault(sc.keys[uid], []).append(uid)
+        copy, _present = plan_copies(sc.source_keys, self.ledger.counts(self.target, by_key), by_key)
+        return copy
 
     def _reconcile(self) -> None:
         with self.locks.folder(self.target):
@@ -477,34 +496,68 @@ class FolderSync:
             return
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
 
-        budget = self.s.budget
+        budget, daily = self.s.budget, self.s.daily
         held: dict[int, int] = {}  # batch index -> bytes held in the budget
+        tickets: dict[int, Ticket] = {}  # batch index -> its room in the daily budgets
+        done: set[int] = set()  # UIDs whose batch was appended (their claims are settled)
 
-        def fetch(i: int) -> dict[int, RawMessage | MessageError]:
-            size = sum(m.size for m in batches[i])
+        def fetch(i: int) -> tuple[list[MessageMeta], dict[int, RawMessage | MessageError], Ticket | None]:
+            batch = batches[i]
+            ticket = None
+            if daily:  # only what fits today's budgets: BudgetReached when not even one message does
+                ticket = tickets[i] = daily.take([m.size for m in batch])
+                batch = batch[:ticket.count]
+            size = sum(m.size for m in batch)
             if budget is not None:
                 budget.acquire(size)
                 held[i] = size
-            return self._fetch_batch([m.uid for m in batches[i]])
+            raws = self._fetch_batch([m.uid for m in batch])
+            if daily and ticket is not None:
+                daily.moved(ticket, "download", sum(len(r.body) for r in raws.values() if isinstance(r, RawMessage)))
+            return batch, raws, ticket
 
         try:
-            nxt: Future[dict[int, RawMessage | MessageError]] = pool.submit(fetch, 0)
-            for i, batch in enumerate(batches):
-                raws = nxt.result()
-                if i + 1 < len(batches):
-                    if self.s.cancel is not None and self.s.cancel.is_set():
-                        raise Cancelled()
+            nxt: Future[tuple[list[MessageMeta], dict[int, RawMessage | MessageError], Ticket | None]]
+            nxt = pool.submit(fetch, 0)
+            for i in range(len(batches)):
+                batch, raws, ticket = nxt.result()
+                stop = ticket.stop if ticket is not None else None
+                more = i + 1 < len(batches) and stop is None
+                cancelled = self.s.cancel is not None and self.s.cancel.is_set()
+                if more and not cancelled:
                     nxt = pool.submit(fetch, i + 1)
-                self._append_batch(batch, raws, claims, uidvalidity)
+                # A batch fetched is appended even when the job is stopping: its bytes were read
+                # (and counted against a daily budget) already.
+                written = self._append_batch(batch, raws, claims, uidvalidity)
+                done.update(m.uid for m in batch)
                 del raws
                 if budget is not None:
                     budget.release(held.pop(i, 0))
+                if daily and ticket is not None:
+                    daily.moved(ticket, "upload", written)
+                if stop is not None:
+                    raise stop  # the next message would go over a daily budget
+                if more and cancelled:
+                    raise Cancelled()
+        except BudgetReached:
+            self._release_claims([m for m in to_copy if m.uid not in done], claims)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             if budget is not None:
                 for size in held.values():
                     budget.release(size)
+            if daily:
+                for ticket in tickets.values():
+                    daily.release(ticket)
         self._check_stored_sizes()
+
+    def _release_claims(self, unsent: list[MessageMeta], claims: dict[int, int]) -> None:
+        """Messages claimed for this chunk but not sent (a daily budget stopped the job): their
+        claims go, so that nothing counts them as present."""
+        with self.j.tx():
+            for m in unsent:
+                self.ledger.release(claims[m.uid])
 
     def _would_copy(self, to_copy: list[MessageMeta]) -> None:
         """A closed gate (a dry run): count what a real run would copy, without fetching it."""
@@ -558,7 +611,8 @@ class FolderSync:
         self.progress.failed_message(self.source, m.uid, reason, nbytes=m.size)
 
     def _append_batch(self, batch: list[MessageMeta], raws: dict[int, RawMessage | MessageError],
-                      claims: dict[int, int], uidvalidity: int) -> None:
+                      claims: dict[int, int], uidvalidity: int) -> int:
+        """Append a fetched batch and record it; returns the bytes the target stored."""
         job, keys, sc = self.s.job_id, self.scan.keys, self.scan
         items: list[AppendItem] = []
         order: list[MessageMeta] = []
@@ -627,3 +681,4 @@ class FolderSync:
         self.r.bytes += nbytes
         self.r.dropped_keywords += dropped_total
         self.progress.count(self.source, copied=copied + restored, nbytes=nbytes)
+        return nbytes

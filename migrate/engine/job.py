@@ -1,8 +1,11 @@
-"""Run one migration job: plan and create the folders, copy every folder, set the status.
+"""Run one migration job: plan, read every folder, check the fit, create the folders, copy, set the status.
 
 The pieces (each its own module): ``planning`` decides where each folder goes and creates what
-the target lacks; ``pool`` copies the folders on ``connections`` workers and retries what a
-dropped connection or throttling interrupted (``RetryPolicy``); ``folder_sync`` copies one folder.
+the target lacks; ``pool`` reads (scans) and copies the folders on ``connections`` workers and
+retries what a dropped connection or throttling interrupted (``RetryPolicy``); ``folder_sync``
+copies one folder; ``fit`` decides whether the job fits the target, after every folder was read
+and before the first write to the target (a folder the target lacks reads as empty until then);
+``budget`` keeps the providers' daily budgets (a job that reaches one ends "waiting").
 This module orchestrates them and turns what happened into the report's status and exit code.
 A label source's \\All folder (Gmail's All Mail, ``ProviderHooks.label_tree``) runs last, after every label folder, so that it only adds what no label holds.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -31,15 +35,18 @@ from ..errors import ExitCode, MigrateError
 from ..folders import FolderMapping, FolderPlan, check_patterns
 from ..gate import dry_target, job_gate
 from ..journal import JobGuard, Journal, read_folder_map
-from ..models import FolderStatus
-from ..report import ErrorInfo, FolderReport, JobReport, utcnow
+from ..models import FolderStatus, Quota
+from ..report import ErrorInfo, FitReport, FolderReport, JobReport, utcnow
 from ..store import FolderMapRow, open_store
 from . import events
+from .budget import BUDGET_FILE, BudgetReached, DailyBudgets, DailyLimit
+from .fit import DoesNotFit, FolderSizes, Limits
+from .fit import check as check_fit
 from .folder_sync import ByteBudget, Cancelled, SyncSettings, target_as_recorded
 from .locks import NoLocks
 from .memory import tune_malloc
 from .planning import FolderCreator, Listing, count_refused, plan_job_folders
-from .pool import Conns, FolderPool, Journals, Pacer, RetryPolicy
+from .pool import NOT_STARTED, STOPPED, Conns, FolderPool, Group, Journals, Pacer, Part, RetryPolicy
 from .progress import Progress
 from .quota import count_not_copied
 
@@ -81,6 +88,9 @@ class JobSpec:
     source_hooks: ProviderHooks | None = None  # the sides' provider behaviour (None: plain IMAP)
     target_hooks: ProviderHooks | None = None
     rerun_command: str | None = None
+    force: bool = False  # copy even when the fit check says it does not fit
+    budgets: Sequence[DailyLimit] = ()  # the accounts' daily budgets (``migrate.engine.budget.daily_limits``)
+    budget_store: Path | None = None  # where they are counted; default: ``_budgets.sqlite`` beside the journal
 
 
 class Job:
@@ -102,8 +112,15 @@ class Job:
         self._statuses: dict[str, FolderStatus] = {}
         self._target_statuses: dict[str, FolderStatus] = {}
         self._refused: dict[str, str] = {}
-        self._refused_counts: dict[str, int] = {}
         self._append_limit: int | None = None
+        self._server_append_limit: int | None = None  # the target's APPENDLIMIT
+        self._quota: Quota | None = None
+        self._listing: Listing | None = None
+        self._recorded: dict[str, str] = {}
+        store = spec.budget_store or Path(spec.journal_path).parent / BUDGET_FILE
+        self._daily = DailyBudgets(spec.budgets, store, dry_run=spec.dry_run) if spec.budgets else None
+        if self._daily:
+            self.progress.budget_windows = self._daily.windows  # the ETA counts the budget windows ahead
         self._pace = Pacer(spec.max_rate) if spec.max_rate else None
         # Message bytes in memory across all workers: two batches per connection.
         self._budget = ByteBudget(2 * spec.batch_bytes * max(1, spec.connections))
@@ -114,7 +131,9 @@ class Job:
         self._emit_lock = threading.Lock()
         self._mappings: dict[str, FolderMapping] = {}
         self._folders_done: set[str] = set()
-        self._pending: set[str] = set()  # a dry run: folders the closed gate did not create
+        # Planned folders the target lacks: they read as empty until created (after the fit check;
+        # in a dry run never: the closed gate keeps them from being created).
+        self._pending: set[str] = set()
         self._gate = job_gate(spec)
         self._src_factory: EndpointFactory = spec.src_factory
         self._dst_factory: EndpointFactory = spec.dst_factory
@@ -170,11 +189,11 @@ class Job:
         tune_malloc()
         # Every write passes the job's gate (``migrate.gate``). Closed (a dry run): the journal is
         # a private in-memory one, the target's writes are recorded and folders that would be
-        # created read as empty; the rest is the normal path.
+        # created read as empty; the rest is the normal path. In every run a planned folder the
+        # target lacks reads as empty until it is created (``_pending``).
         real = self._gate.allow("journal", self.spec.journal_path)
-        if not real:
-            gate, pending, factory = self._gate, self._pending, self.spec.dst_factory
-            self._dst_factory = lambda: dry_target(factory(), gate, pending)
+        gate, pending, factory = self._gate, self._pending, self.spec.dst_factory
+        self._dst_factory = lambda: dry_target(factory(), gate, pending)
         journals = Journals(self.spec.journal_path if real else None)
         journal = journals.open()
         guard: JobGuard | None = None
@@ -228,6 +247,8 @@ class Job:
 
     def _set_error(self, exc: MigrateError) -> None:
         self.report.error = ErrorInfo(reference=exc.reference, message=exc.message, hint=exc.hint)
+        if isinstance(exc, BudgetReached):
+            self.report.resume_at = exc.resume_at
         self.report.exit_code = int(exc.exit_code)
         self.report.status = "failed" if self.report.totals.copied == 0 else "interrupted"
 
@@ -243,26 +264,33 @@ class Job:
                                 message=self._stop_message or "the job was stopped before it finished",
                                 hint="run the same command again: the job resumes")
         elif r.error is None:
-            if r.dry_run:
-                r.status, r.exit_code = "dry-run", int(ExitCode.OK)
+            if r.dry_run:  # exit 2 when the real run would stop at the fit check
+                misfit = r.fit is not None and r.fit.outcome == "does_not_fit" and not self.spec.force
+                r.status, r.exit_code = "dry-run", int(ExitCode.USAGE if misfit else ExitCode.OK)
             elif r.totals.failed:
                 r.status, r.exit_code = "partial", int(ExitCode.PARTIAL)
             else:
                 r.status, r.exit_code = "ok", int(ExitCode.OK)
+        elif r.error.reference == BudgetReached.reference:
+            r.status, r.exit_code = "waiting", int(ExitCode.CONNECTION)  # goes on at ``resume_at``
         else:
-            # "failed": nothing could be done (login refused, server unreachable); "interrupted":
-            # stopped part way, a re-run resumes.
+            # "failed": nothing could be done (login refused, server unreachable, does not fit);
+            # "interrupted": stopped part way, a re-run resumes.
             nothing = r.totals.copied == 0 and not any(f.skipped_duplicates for f in r.folders)
-            r.status = "failed" if r.error.reference in ("login-failed", "usage-error") or (
+            r.status = "failed" if r.error.reference in ("login-failed", "usage-error", DoesNotFit.reference) or (
                 nothing and r.error.reference in ("connect-failed", "tls-failed")) else "interrupted"
             if not r.exit_code:
                 r.exit_code = int(ExitCode.CONNECTION)
-        if r.status in ("interrupted", "failed"):  # a folder never begun says so, not 0 like a finished one
+        if r.status in ("interrupted", "failed", "waiting"):  # a folder never begun says so, not 0 like a finished one
+            why = ("waiting for a daily budget" if r.status == "waiting" else "does not fit the target"
+                   if r.error is not None and r.error.reference == DoesNotFit.reference else "the job stopped")
             for fr in r.folders:
                 fp = self.progress.folders.get(fr.source)
+                if fr.note in (NOT_STARTED, STOPPED) and r.status == "waiting":  # said by the workers
+                    fr.note = fr.note.split(":")[0] + f": {why}"
                 if fr.target and not fr.note and fp is not None and fp.state in ("pending", "scanning", "scanned") and not (
                         fr.copied or fr.skipped_duplicates or fr.failed or fr.restored):
-                    fr.note = "not started: the job stopped"
+                    fr.note = f"not started: {why}"
         if journal is not None and run_id is not None:
             with contextlib.suppress(Exception):
                 journal.set_progress(run_id, self.progress.snapshot())
@@ -272,8 +300,10 @@ class Job:
     # --- planning -------------------------------------------------------------------------
 
     def _prepare(self, journal: Journal) -> tuple[FolderPlan, dict[str, FolderStatus]]:
-        """Plan and create the folders, read every source folder's status. Retried like a
-        folder after a dropped connection; only a failure of the very first connect is final."""
+        """Plan the folders and read every source folder's status, and the target's limits
+        (quota, APPENDLIMIT). Nothing is created yet: a planned folder the target lacks reads as
+        empty until the fit check passed (``_create_folders``). Retried like a folder after a
+        dropped connection; only a failure of the very first connect is final."""
 
         def attempt() -> tuple[FolderPlan, dict[str, FolderStatus]]:
             conns = Conns(self._src_factory, self._dst_factory)
@@ -288,25 +318,19 @@ class Job:
                                         target_special=self.spec.target_special or None, recorded=recorded,
                                         source_hooks=self.spec.source_hooks, target_hooks=self.spec.target_hooks)
                 check_patterns(plan)  # an --include/--map-folder naming no source folder: exit 2, nothing copied
-
-                def record(pending: list[tuple[str, str, str]]) -> None:
-                    # Each folder's target is recorded as soon as it is known: every later run reuses it.
-                    journal.save_folder_map(self.spec.job_id, [FolderMapRow(*r) for r in pending])
-
-                created = FolderCreator(dst, listing, reserved=self.spec.reserved_folders, recorded=recorded,
-                                        record=record,
-                                        on_refused=lambda source, why: self.progress.event(f"{source}: {why}"),
-                                        ).create(plan)
-                self.report.renamed_folders = created.renamed
-                self._refused = created.refused
-                plan = created.plan
-                limit = dst.capabilities().append_limit
+                self._listing, self._recorded = listing, recorded
+                existing = {f.name for f in listing.dst_folders}
+                self._pending.update(m.target for m in plan.mappings if m.target and m.target not in existing
+                                     and m.target.upper() != "INBOX")
+                caps = dst.capabilities()
+                self._server_append_limit = caps.append_limit
+                limit = caps.append_limit
                 if self.spec.append_limit:
                     limit = min(limit, self.spec.append_limit) if limit else self.spec.append_limit
                 self._append_limit = limit
+                quota = getattr(dst, "quota", None)  # IMAP targets (GETQUOTAROOT); a local one: not known
+                self._quota = quota() if quota is not None else None
                 statuses = src.statuses([m.source for m in plan.mappings if m.target is not None and m.selectable])
-                refused = [m.source for m in plan.mappings if m.source in self._refused and m.selectable]
-                self._refused_counts = {k: v.exists for k, v in src.statuses(refused).items()} if refused else {}
                 # The target's side too (one more LIST-STATUS): a folder is settled without a look
                 # only when both sides are as the last complete pass left them.
                 self._target_statuses = dst.statuses(sorted({m.target for m in plan.mappings
@@ -317,6 +341,66 @@ class Job:
 
         return self._retry.call(attempt, first_connect_fatal=True, on_retry=lambda exc, delay: self.progress.event(
             f"planning: {exc.reference}, retrying in {delay:.1f}s"))
+
+    def _create_folders(self, journal: Journal, plan: FolderPlan) -> FolderPlan:
+        """Create every planned folder the target lacks (after the fit check: the job's first
+        write to the target). Returns the plan with each folder's final target (None: refused
+        under every name)."""
+
+        def record(pending: list[tuple[str, str, str]]) -> None:
+            # Each folder's target is recorded as soon as it is known: every later run reuses it.
+            journal.save_folder_map(self.spec.job_id, [FolderMapRow(*r) for r in pending])
+
+        def attempt() -> FolderPlan:
+            conns = Conns(self._src_factory, self._dst_factory)
+            try:
+                created = FolderCreator(conns.dst(), self._listing, reserved=self.spec.reserved_folders,
+                                        recorded=self._recorded, record=record,
+                                        on_refused=lambda source, why: self.progress.event(f"{source}: {why}"),
+                                        ).create(dataclasses.replace(plan, mappings=list(plan.mappings)))
+                self.report.renamed_folders = created.renamed
+                self._refused = created.refused
+                return created.plan
+            finally:
+                conns.reset()
+
+        final = self._retry.call(attempt, on_retry=lambda exc, delay: self.progress.event(
+            f"creating folders: {exc.reference}, retrying in {delay:.1f}s"))
+        if self._gate.open:
+            self._pending.clear()  # created: from now on every folder is read as it is
+        return final
+
+    # --- the fit check ----------------------------------------------------------------------
+
+    def _check_fit(self, groups: list[Group]) -> FitReport:
+        """Set what the scan found against the target's limits and the daily budgets
+        (``migrate.engine.fit``); stop with ``DoesNotFit`` if it cannot fit, unless forced or dry."""
+        folders = []
+        for g in groups:
+            sc, m = g.scan, g.mapping
+            metas = sc.metas
+            folders.append(FolderSizes(
+                source=m.source, target=m.target, messages=len(metas) or (sc.status.exists if sc.status else 0),
+                bytes=sum(x.size for x in metas.values()), copy=[metas[u] for u in sc.likely if u in metas],
+                largest=max(metas.values(), key=lambda x: x.size, default=None),
+                target_messages=sc.target_status.exists if sc.target_status else 0))
+        preset = self.spec.target_hooks.preset if self.spec.target_hooks is not None else None
+        limits = Limits(quota=self._quota, append_limit=self._server_append_limit,
+                        preset_size_limit=self.spec.append_limit, preset=preset.name if preset else "",
+                        provider=preset.short_title if preset else "the target",
+                        messages_per_folder=preset.budget.max_messages_per_folder if preset else None,
+                        folder_limit_source=f"preset {preset.name}: {preset.budget.source}" if preset else "",
+                        budgets=self._daily.usage() if self._daily else (),
+                        windows=self._daily.windows() if self._daily else ())
+        fit = check_fit(folders, limits)
+        fit.forced = fit.outcome == "does_not_fit" and self.spec.force and not self.spec.dry_run
+        self.report.fit = fit
+        self._send(events.FitChecked(fit))
+        if fit.outcome == "does_not_fit" and not self.spec.force and not self.spec.dry_run:
+            hint = ("free space on the target or raise its quota, then run the same command again; "
+                    "--force copies what fits (the rest fails with its reason)")
+            raise DoesNotFit(fit.text, hint=hint)
+        return fit
 
     # --- the run --------------------------------------------------------------------------
 
@@ -332,7 +416,6 @@ class Job:
             if m.target is None or not m.selectable:
                 self.progress.folder_state(m.source, "skipped")
         self.report.folders = [reports[m.source] for m in plan.mappings]
-        count_refused(self.report.folders, self._refused, self._refused_counts)
         cap = self.spec.source_folder_cap
         for src_name, st in statuses.items():
             if cap and st.exists >= cap:  # looks like data loss to users: say why and what to do
@@ -340,15 +423,13 @@ class Job:
                 reports[src_name].note = (f"the source shows at most {cap} messages per folder"
                                           + (f"; run again with --source-host {host} to copy the rest" if host else ""))
         for m in plan.mappings:
-            n = statuses[m.source].exists if m.source in statuses else self._refused_counts.get(m.source, 0)
-            self._send(events.FolderPlanned(m.source, m.target, n, m.reason))
-        for source, why in self._refused.items():
-            self._send(events.MessageFailed(source, None, f"folder not created: {why}"))
+            self._send(events.FolderPlanned(m.source, m.target, statuses[m.source].exists if m.source in statuses
+                                            else 0, m.reason))
         counts = journal.counts(self.spec.job_id)
         work = [m for m in plan.mappings if m.target is not None and m.selectable
                 and not self._unchanged(journal, m, statuses.get(m.source), counts, reports[m.source])]
         self._statuses = statuses
-        for m in plan.mappings:  # nothing to do: skipped, refused or unchanged
+        for m in plan.mappings:  # nothing to do: skipped or unchanged
             if m not in work:
                 self._folder_done(reports[m.source])
         real = not journals.in_memory
@@ -356,7 +437,7 @@ class Job:
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
             batch_count=self.spec.batch_count, append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
             prepare_body=self.spec.prepare_body, cancel=self.cancel, pace=self._pace, budget=self._budget,
-            locks=None if real else NoLocks(), gate=self._gate)
+            daily=self._daily if real else None, locks=None if real else NoLocks(), gate=self._gate)
         pool = FolderPool(connections=self.spec.connections if real else 1,  # a dry run: one journal
                           src_factory=self._src_factory, dst_factory=self._dst_factory, settings=settings,
                           journals=journals, progress=self.progress, cancel=self.cancel, retry=self._retry,
@@ -365,19 +446,27 @@ class Job:
         all_mail = [m for m in work if m.after_labels]
         first = sorted((m for m in work if m not in all_mail), key=lambda m: -sizes.get(m.source, 0))
         self.progress.planned(sizes)
-        # Every folder is read before any is copied: the totals are final when copying starts.
+        # Every folder is read before any is copied: the totals are final when copying starts,
+        # and the fit check knows what the job will copy before the target is touched.
         parts = pool.scan(pool.parts(first + all_mail, sizes, reports, self._statuses, self._target_statuses))
         self._fatal = self._fatal or pool.fatal
+        if self._fatal:
+            raise self._fatal
+        groups = list({id(p.group): p.group for p in parts}.values())
+        self._check_fit(groups)
+        work, parts = self._settle_folders(journal, plan, reports, statuses, work, parts)
 
         def run_pool(mappings: list[FolderMapping], *, all_mail: bool = False) -> None:
             sources = {m.source for m in mappings}
             pool.run([p for p in parts if p.group.mapping.source in sources], all_mail=all_mail)
             self._fatal = self._fatal or pool.fatal
 
+        all_mail = [m for m in work if m.after_labels]
+        first = [m for m in work if m not in all_mail]
         if self.spec.gmail_single_copy:
             # One copy per message, first label wins: folders one after the other in plan order
             # (INBOX first), each leaving out what an earlier one holds. Slower, deterministic.
-            for m in (x for x in work if x not in all_mail):
+            for m in first:
                 if self._fatal or self.cancel.is_set():
                     break
                 run_pool([m], all_mail=True)
@@ -387,6 +476,26 @@ class Job:
             run_pool(all_mail, all_mail=True)
         if self._fatal:
             raise self._fatal
+
+    def _settle_folders(self, journal: Journal, planned: FolderPlan, reports: dict[str, FolderReport],
+                        statuses: dict[str, FolderStatus], work: list[FolderMapping],
+                        parts: list[Part]) -> tuple[list[FolderMapping], list[Part]]:
+        """Create the folders (``_create_folders``) and bring the work in line with where each
+        folder finally goes: a folder the target refused under every name fails alone."""
+        final = {m.source: m for m in self._create_folders(journal, planned).mappings}
+        refused_counts = {source: statuses[source].exists if source in statuses else 0 for source in self._refused}
+        for source, m in final.items():
+            self._mappings[source] = m
+            reports[source].target = m.target
+        count_refused(self.report.folders, self._refused, refused_counts)
+        for source, why in self._refused.items():
+            self._send(events.MessageFailed(source, None, f"folder not created: {why}"))
+            self.progress.folder_state(source, "failed")
+            self._folder_done(reports[source])
+        for p in parts:
+            p.group.mapping = final[p.group.mapping.source]
+        kept = [final[m.source] for m in work if final[m.source].target is not None]
+        return kept, [p for p in parts if p.group.mapping.target is not None]
 
     def _unchanged(self, journal: Journal, m: FolderMapping, st: FolderStatus | None,
                    counts: dict[str, dict[str, int]], report: FolderReport) -> bool:

@@ -40,12 +40,15 @@ from ..journal import Journal
 from ..models import FolderStatus
 from ..report import Failure, FolderReport
 from ..store import open_store
+from .budget import BudgetReached
 from .folder_sync import Cancelled, FolderScan, FolderSync, SyncSettings
 from .progress import Progress
 
 EndpointFactory = Callable[[], Endpoint]
 T = TypeVar("T")
 
+NOT_STARTED = "not started: the job stopped"  # a folder's note when the job stopped before or in it
+STOPPED = "stopped: the job was interrupted"
 SPLIT_MIN = 1000  # a folder this big is copied by several connections at once
 SPLIT_PER = 500  # ... one part per this many messages, at most one per connection
 
@@ -316,7 +319,7 @@ class FolderPool:
         def task(p: Part) -> None:
             try:
                 if self.cancel.is_set():
-                    p.group.report.note = "not started: the job stopped"
+                    p.group.report.note = NOT_STARTED
                     return
                 if not hasattr(local, "conns"):
                     local.conns = Conns(self.src_factory, self.dst_factory)
@@ -422,7 +425,7 @@ class FolderPool:
         try:
             self.retry.call(attempt, headway=lambda: self._headway(p), on_retry=on_retry)
         except Cancelled:
-            report.note = "stopped: the job was interrupted"
+            report.note = STOPPED
         except (FolderRefused, MessageError) as exc:
             # This folder alone fails (the server will not open it, or refuses what it must
             # read to copy it); every other folder goes on.
@@ -430,6 +433,10 @@ class FolderPool:
             self._fail_folder(p, exc)
         except (RetryableError, ConnectFailed):
             raise  # retries used up: the job stops here (a re-run resumes)
+        except BudgetReached:
+            conns.reset()  # the folder is not failed: it goes on when the budget allows
+            report.note = "waiting: a daily budget is used up"
+            raise
         except FatalError:
             conns.reset()
             self.progress.folder_state(m.source, "failed")

@@ -5,6 +5,8 @@ with one LIST-STATUS: ``planned``), ``scanning`` (every folder to copy is read: 
 the bytes left to copy, ``scan_phase``) and ``copying`` (``copy_phase``). The totals are final
 when copying starts and never move after: the percentage and the ETA (bytes still to copy divided
 by the byte rate measured since copying started) hold for the whole copy.
+With daily budgets (``budget_windows``) the ETA is the honest finish time of ``migrate.engine.eta``:
+the budget windows ahead count too, and ``eta_text`` says which budget makes it long.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from .eta import Window, finish_time
 
 MIN_RATE_S = 1.0  # seconds of copying before a byte rate (and so an ETA) is given
 
@@ -73,6 +77,9 @@ class Progress:
     folders_to_scan: int = 0
     copy_started: float | None = None  # ``clock()`` when copying started
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # tests pass their own
+    # The job's daily budgets as ETA windows (``migrate.engine.budget``): with them the ETA counts the
+    # days a budget imposes, and says so (``eta_text``).
+    budget_windows: Callable[[], list[Window]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- phases: called by the job --------------------------------------------------------
@@ -189,7 +196,8 @@ class Progress:
             copying_s = now - self.copy_started if self.copy_started is not None else elapsed
             rate = byte_rate(self.bytes, copying_s)
             eta = eta_seconds(self.total_bytes - bytes_done, rate) if phase == "copying" else None
-            return {
+            windows = self.budget_windows
+            snap: dict[str, object] = {
                 "phase": phase,
                 "elapsed_s": round(elapsed, 1),
                 "copied": self.copied,
@@ -205,6 +213,7 @@ class Progress:
                 "rate_msgs_s": round(self.done_messages / elapsed, 1),
                 "rate_bytes_s": round(rate) if rate is not None else None,
                 "eta_s": round(eta) if eta is not None else None,
+                "eta_text": None,  # set when a daily budget decides: "about 2 days: Gmail allows ..."
                 "folders_scanned": sum(1 for f in folders if f.scanned),
                 "folders_to_scan": self.folders_to_scan,
                 "folders_done": sum(1 for f in folders if f.state in ("done", "skipped", "failed")),
@@ -213,3 +222,8 @@ class Progress:
                 "retries": self.retries,
                 "last_event": self.last_event,
             }
+        if windows is not None and phase == "copying":  # outside the lock: the budgets have their own
+            honest = finish_time(int(snap["total_bytes"]) - bytes_done, rate, windows())  # type: ignore[call-overload]
+            if honest.budget_bound and honest.seconds is not None:
+                snap["eta_s"], snap["eta_text"] = round(honest.seconds), honest.text
+        return snap

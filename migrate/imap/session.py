@@ -32,6 +32,7 @@ from ..models import (
     FolderStatus,
     MessageMeta,
     Namespace,
+    Quota,
     RawMessage,
 )
 from . import classify, wire
@@ -218,6 +219,20 @@ class ImapEndpoint:
                 ns = Namespace(prefix="", delimiter=_s(delim) if delim else None)
             self._namespace = ns
         return self._namespace
+
+    def quota(self) -> Quota | None:
+        """INBOX's quota (GETQUOTAROOT, RFC 9208): the tightest root's storage (in bytes) and
+        message limits; None when the server has no QUOTA or will not say. Read only."""
+        c = self._c()
+        assert self._caps is not None
+        if "QUOTA" not in self._caps.raw:
+            return None
+        try:
+            # Not ``_try``: its classifier reads any answer naming "quota" as "over quota".
+            _roots, rows = self._run("GETQUOTAROOT INBOX", _plain_errors, c.get_quota_root, "INBOX")
+        except _Refused:
+            return None
+        return _tightest_quota(rows)
 
     # --- folders ----------------------------------------------------------------------
 
@@ -478,6 +493,26 @@ class ImapEndpoint:
         c = self._c()
         keep = [f for f in flags if f not in NON_COPYABLE_FLAGS]
         self._run(f"UID STORE {uid} in {folder!r}", c.set_flags, [uid], keep, silent=True)
+
+
+def _tightest_quota(rows: Sequence[Any]) -> Quota | None:
+    """The quota root with the least room left (STORAGE counts units of 1024 octets)."""
+    by_root: dict[str, dict[str, tuple[int, int]]] = {}
+    for q in rows:
+        try:
+            by_root.setdefault(str(q.quota_root), {})[str(q.resource).upper()] = (int(q.usage), int(q.limit))
+        except (TypeError, ValueError):
+            continue
+    quotas = []
+    for root, res in by_root.items():
+        storage, messages = res.get("STORAGE"), res.get("MESSAGE")
+        quotas.append(Quota(storage_used=storage[0] * 1024 if storage else None,
+                            storage_limit=storage[1] * 1024 if storage else None,
+                            messages_used=messages[0] if messages else None,
+                            messages_limit=messages[1] if messages else None, root=root))
+    if not quotas:
+        return None
+    return min(quotas, key=lambda q: (q.free_bytes is None, q.free_bytes or 0))
 
 
 class _Refused(MigrateError):

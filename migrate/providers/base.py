@@ -137,8 +137,6 @@ class Quirks:
     throttle_patterns: list[str] = field(default_factory=list)
     throttle_delay: float = field(default=30.0, metadata=_limits(gt=0))  # seconds, when a pattern gives none
     max_messages_per_second: float | None = field(default=None, metadata=_limits(gt=0))
-    daily_download_bytes: int | None = field(default=None, metadata=_limits(gt=0))
-    daily_upload_bytes: int | None = field(default=None, metadata=_limits(gt=0))
     source_skip_folders: list[str] = field(default_factory=list)  # exact names never read from this provider
     reserved_folders: list[str] = field(default_factory=list)  # names it won't let us create/use as a target
     folder_count_cap: int | None = field(default=None, metadata=_limits(gt=0))  # messages visible per folder
@@ -154,6 +152,21 @@ class Quirks:
             unknown = set(compiled.groupindex) - set(_DELAY_GROUPS)
             if unknown:
                 raise ValueError(f"throttle pattern {pattern!r}: only groups 'ms' or 's' allowed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """What a provider allows one account: the daily budgets the engine keeps to
+    (``migrate.engine.budget``; MB = 1,000,000 bytes, counted per UTC day) and the folder limits
+    the fit check compares with (``migrate.engine.fit``). None: not known, not checked."""
+
+    download_mb_per_day: float | None = field(default=None, metadata=_limits(gt=0))  # read over IMAP
+    upload_mb_per_day: float | None = field(default=None, metadata=_limits(gt=0))  # APPENDed over IMAP
+    max_messages_per_folder: int | None = field(default=None, metadata=_limits(gt=0))  # as a target
+    source: str = ""  # where the numbers come from (shown in the fit report)
+
+    def __post_init__(self) -> None:
+        _validate(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +188,7 @@ class ProviderPreset:
     special_folders: dict[str, str] = field(default_factory=dict)  # "\Sent" -> name; fallback SPECIAL-USE
     hint: str = ""  # what a user must do first (enable IMAP, create an app password, ...)
     quirks: Quirks = field(default_factory=Quirks)
+    budget: Budget = field(default_factory=Budget)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -196,6 +210,11 @@ class ProviderPreset:
             self.smtp_security is None
         ):
             raise ValueError("smtp_host, smtp_port and smtp_security go together")
+
+    @property
+    def short_title(self) -> str:
+        """The provider's name in a sentence: "Gmail" for "Gmail / Google Workspace"."""
+        return self.title.split(" / ")[0].split(" (")[0]
 
     @property
     def imap_endpoint(self) -> str:

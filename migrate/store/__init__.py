@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
+    BudgetStore,
     FolderMapRow,
     FolderRecord,
     FolderStore,
@@ -33,7 +34,7 @@ def open_store(location: Path | str) -> Store:
 
 
 __all__ = [
-    "FolderMapRow", "FolderRecord", "FolderStore", "JobRow", "JobStore", "LedgerRow", "LedgerScan", "LedgerStore",
+    "BudgetStore", "FolderMapRow", "FolderRecord", "FolderStore", "JobRow", "JobStore", "LedgerRow", "LedgerScan", "LedgerStore",
     "MaildirUidStore", "MaildirUids", "MessageRow", "MessageStore", "NotificationRow", "NotificationStore",
     "RunRow", "Store", "open_store",
 ]

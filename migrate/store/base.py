@@ -345,7 +345,20 @@ class MaildirUidStore(ABC):
         never reused. One transaction: two connections numbering one folder agree."""
 
 
-class Store(JobStore, FolderStore, MessageStore, LedgerStore, NotificationStore, MaildirUidStore):
+class BudgetStore(ABC):
+    """Bytes moved per provider account, direction ("download"/"upload") and day (an ISO date,
+    UTC): what the daily budgets count (``migrate.engine.budget``), across runs and processes."""
+
+    @abstractmethod
+    def budget_used(self, account: str, direction: str, day: str) -> int:
+        """Bytes recorded for that account, direction and day (0 if none)."""
+
+    @abstractmethod
+    def add_budget_usage(self, account: str, direction: str, day: str, nbytes: int) -> None:
+        """Add ``nbytes`` to what that account moved in that direction that day."""
+
+
+class Store(JobStore, FolderStore, MessageStore, LedgerStore, NotificationStore, MaildirUidStore, BudgetStore):
     """Everything the engine keeps. One object per thread; ``tx()`` owns every transaction."""
 
     @abstractmethod

@@ -21,6 +21,8 @@ Tables (the schema is managed by numbered migrations: ``migrate.store.sqlite_sch
 * ``maildir_folders``/``maildir_uids``  the UIDs given to a *source* Maildir's files (a source
                 is never written to, so they cannot live beside it);
 * ``meta``      the key recipe the stored keys were made with (``key_version``).
+* ``budget_usage`` bytes moved per provider account, direction and UTC day (the daily budgets:
+                kept in a file of their own beside the journals, ``migrate.engine.budget``).
 
 Nothing secret is ever written here: only labels (login@host:port), folder names, keys, flags,
 counts and server answers (passed through ``redact``).
@@ -473,19 +475,56 @@ class SQLiteStore(Store):
                 c.execute("UPDATE maildir_folders SET uidnext=? WHERE store=? AND folder=?", (uidnext, store, folder))
             return MaildirUids(uidvalidity, uidnext, uids)
 
+    # --- daily budgets ---------------------------------------------------------------------
 
-def read_folder_map(path: Path, job_id: str) -> dict[str, str]:
-    """``SQLiteStore.folder_map`` without writing anything (no file, schema or WAL switch is
-    created): for the dry run. {} when there is no journal or no mapping yet."""
+    def budget_used(self, account: str, direction: str, day: str) -> int:
+        row = self.conn.execute("SELECT bytes FROM budget_usage WHERE account=? AND direction=? AND day=?",
+                                (account, direction, day)).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_budget_usage(self, account: str, direction: str, day: str, nbytes: int) -> None:
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO budget_usage (account, direction, day, bytes, updated_at) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(account, direction, day) DO UPDATE SET bytes=bytes+excluded.bytes,"
+                " updated_at=excluded.updated_at", (account, direction, day, nbytes, utcnow().isoformat()))
+
+
+def _read_only(path: Path) -> sqlite3.Connection | None:
+    """A connection that writes nothing (no file, schema or WAL switch is created): for the dry
+    run. None when there is no such file."""
     if not path.exists():
-        return {}
+        return None
     # With no -wal file beside it the file holds everything: read it as immutable, which makes
     # SQLite create no -wal/-shm files. Otherwise a writer is at work: read through its WAL.
     wal = path.with_name(path.name + "-wal").exists()
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if wal else '&immutable=1'}",
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if wal else '&immutable=1'}",
                                uri=True, timeout=60)
     except sqlite3.Error:
+        return None
+
+
+def read_budget_used(path: Path, account: str, direction: str, day: str) -> int:
+    """``SQLiteStore.budget_used`` without writing anything (the dry run); 0 without a file."""
+    conn = _read_only(path)
+    if conn is None:
+        return 0
+    try:
+        row = conn.execute("SELECT bytes FROM budget_usage WHERE account=? AND direction=? AND day=?",
+                           (account, direction, day)).fetchone()
+        return int(row[0]) if row else 0
+    except sqlite3.Error:  # a file from before budgets were counted
+        return 0
+    finally:
+        conn.close()
+
+
+def read_folder_map(path: Path, job_id: str) -> dict[str, str]:
+    """``SQLiteStore.folder_map`` without writing anything (no file, schema or WAL switch is
+    created): for the dry run. {} when there is no journal or no mapping yet."""
+    conn = _read_only(path)
+    if conn is None:
         return {}
     try:
         return dict(conn.execute(

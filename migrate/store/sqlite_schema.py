@@ -90,12 +90,19 @@ def m004_ledger_target_size(db: Database) -> None:
     _add_column(db, "ledger", "t_size", int)
 
 
+def m005_budget_usage(db: Database) -> None:
+    """Bytes moved per provider account, direction and UTC day: the daily budgets."""
+    db.execute("CREATE TABLE IF NOT EXISTS budget_usage (account TEXT, direction TEXT, day TEXT,"
+               " bytes INTEGER, updated_at TEXT, PRIMARY KEY (account, direction, day))")
+
+
 # In order; a name never changes once released.
 MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("001_tables", m001_tables),
     ("002_ledger_claim_owner", m002_ledger_claim_owner),
     ("003_folder_target_status", m003_folder_target_status),
     ("004_ledger_target_size", m004_ledger_target_size),
+    ("005_budget_usage", m005_budget_usage),
 )
 
 

@@ -41,7 +41,7 @@ from migrate.store import (
     open_store,
     sqlite_schema,
 )
-from migrate.store.sqlite import SQLiteStore, read_folder_map
+from migrate.store.sqlite import SQLiteStore, read_budget_used, read_folder_map
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -361,6 +361,19 @@ def test_maildir_uids(opener):
     assert a.maildir_uids("/m", "Sent") is None and a.maildir_uids("/other", "INBOX") is None
     got = a.assign_maildir_uids("/m", "Sent", [], lambda: (1, 1, {}))
     assert got == MaildirUids(1, 1, {})
+
+
+def test_budget_usage_adds_up_per_account_direction_and_day(opener):
+    a, b = opener(), opener()  # two runs (or batch rows) of one account, side by side
+    assert a.budget_used("alice@imap.x:993", "download", "2024-05-01") == 0
+    a.add_budget_usage("alice@imap.x:993", "download", "2024-05-01", 1_000)
+    b.add_budget_usage("alice@imap.x:993", "download", "2024-05-01", 234)
+    assert a.budget_used("alice@imap.x:993", "download", "2024-05-01") == 1_234
+    assert b.budget_used("alice@imap.x:993", "download", "2024-05-01") == 1_234
+    # Each direction, day and account counts apart.
+    assert a.budget_used("alice@imap.x:993", "upload", "2024-05-01") == 0
+    assert a.budget_used("alice@imap.x:993", "download", "2024-05-02") == 0
+    assert a.budget_used("bob@imap.x:993", "download", "2024-05-01") == 0
 
 
 # --- the ledger's rules, with lists of (uid, key) ---------------------------------------------------
@@ -809,6 +822,18 @@ def test_read_folder_map_writes_nothing(tmp_path):
     s.close()
     before = sorted(p.name for p in tmp_path.iterdir())
     assert read_folder_map(path, "j") == {"A": "B"} and read_folder_map(path, "k") == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_read_budget_used_writes_nothing(tmp_path):
+    path = tmp_path / "_budgets.sqlite"
+    assert read_budget_used(path, "a@h:993", "download", "2024-05-01") == 0 and not path.exists()
+    s = SQLiteStore(path)
+    s.add_budget_usage("a@h:993", "download", "2024-05-01", 77)
+    s.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert read_budget_used(path, "a@h:993", "download", "2024-05-01") == 77
+    assert read_budget_used(path, "a@h:993", "upload", "2024-05-01") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
