@@ -814,8 +814,13 @@ def demo(
 
 @app.command()
 def serve(
-    target_host: Annotated[str, Opt(metavar="HOST", help="IMAP host of your mail system: people sign in there "
-                                                         "and every import goes there.")],
+    target_host: Annotated[str | None, Opt(metavar="HOST", help="IMAP host of your mail system: people sign in "
+                                                                "there and every import goes there (or "
+                                                                "--target-provider).")] = None,
+    target_provider: Annotated[str | None, Opt(metavar="PRESET", help="Your mail system is this provider "
+                                                                      "preset (its IMAP host, port and "
+                                                                      "security; see 'mailmigrate providers'), "
+                                                                      "instead of --target-host.")] = None,
     host: Annotated[str, Opt(metavar="ADDRESS", help="Listen on this address.")] = "127.0.0.1",
     port: Annotated[int, Opt(metavar="PORT", help="Listen on this port.")] = 8080,
     jobs: Annotated[int, Opt(metavar="N", help="Imports that run at once (1-64).")] = 4,
@@ -824,33 +829,80 @@ def serve(
                                                     help="Connection security (default: ssl).")] = None,
     target_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for your mail "
                                                                   "system's certificate.")] = None,
+    smtp_host: Annotated[str | None, Opt(metavar="HOST", help="SMTP relay for the service's mails (confirmation "
+                                                              "mails, sign-in links); default for confirmation "
+                                                              "mails: the target provider's SMTP server with "
+                                                              "the target login.")] = None,
+    smtp_port: SmtpPort = None,
+    smtp_security: SmtpSecurity = None,
+    smtp_user: SmtpUser = None,
+    smtp_password: SmtpPassword = None,
+    smtp_ca_file: SmtpCaFile = None,
+    mail_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the service's "
+                                                                 "mails.")] = None,
+    public_url: Annotated[str | None, Opt(metavar="URL", help="Address browsers reach the service at (sign-in "
+                                                              "links, OAuth redirect URI <URL>/oauth/callback); "
+                                                              "default http://HOST:PORT.")] = None,
+    signin_link_days: Annotated[float, Opt(metavar="DAYS", help="How long a mailed sign-in link "
+                                                                "lasts.")] = 7.0,
+    google_client_id: Annotated[str | None, Opt(metavar="ID", help="OAuth client (type 'Web application') for "
+                                                                   "'Sign in with Google' (default: "
+                                                                   "MAILMIGRATE_GOOGLE_CLIENT_ID).")] = None,
+    google_client_secret: Annotated[str | None, Opt(metavar="env:NAME|file:PATH",
+                                                    help="Its secret (default: "
+                                                         "MAILMIGRATE_GOOGLE_CLIENT_SECRET).")] = None,
+    microsoft_client_id: Annotated[str | None, Opt(metavar="ID", help="Entra app (public client, redirect URI "
+                                                                      "<URL>/oauth/callback) for 'Sign in with "
+                                                                      "Microsoft' (default: "
+                                                                      "MAILMIGRATE_MS_CLIENT_ID).")] = None,
 ) -> None:
     """Run the import tool as a web service (HTTP API; state in $MAILMIGRATE_HOME/service.sqlite).
 
     Operators authenticate with MAILMIGRATE_ADMIN_TOKEN (Authorization: Bearer); passwords of
     waiting jobs are encrypted with MAILMIGRATE_SECRET_KEY (a Fernet key) or a generated key file.
 
-    Example: mailmigrate serve --target-host mail.example.com --target-security ssl --jobs 8
+    Examples:
+
+    \b
+      mailmigrate serve --target-host mail.example.com --target-security ssl --jobs 8
+      mailmigrate serve --target-provider gmx --smtp-host smtp.example.com --smtp-user imports \\
+        --smtp-password env:SMTP_PW --mail-from imports@example.com
     """
     _started()
     try:
         if not 1 <= jobs <= 64:
             raise UsageError(f"--jobs {jobs} is out of range (1-64)", hint="give --jobs 4, say")
-        if not 0 < port < 65536 or (target_port is not None and not 0 < target_port < 65536):
-            raise UsageError("a port must be 1-65535", hint="--port 8080, --target-port 993")
-        if target_ca_file:
-            from migrate.sides import check_ca_file
-            check_ca_file(target_ca_file, "--target-ca-file")
+        if any(p is not None and not 0 < p < 65536 for p in (port, target_port, smtp_port)):
+            raise UsageError("a port must be 1-65535", hint="--port 8080, --target-port 993, --smtp-port 587")
+        if bool(target_host) == bool(target_provider):
+            raise UsageError("give --target-provider NAME or --target-host HOST (exactly one)",
+                             hint="e.g. --target-host mail.example.com --target-security ssl")
+        _warn_literal_secrets(("--smtp-password", smtp_password), ("--google-client-secret", google_client_secret))
+        from migrate.accounts import resolve_secret
+        google_secret = resolve_secret(google_client_secret, what="--google-client-secret").get() \
+            if google_client_secret else None
+        from migrate.sides import check_ca_file
+        for path, flag in ((target_ca_file, "--target-ca-file"), (smtp_ca_file, "--smtp-ca-file")):
+            if path:
+                check_ca_file(path, flag)
         import uvicorn
 
         from migrate.service import ServiceConfig, create_app
-        cfg = ServiceConfig(target_host=target_host, target_port=target_port,
-                            target_security=_value(target_security), target_ca_file=target_ca_file, jobs=jobs)
+        cfg = ServiceConfig(target_host=target_host, target_provider=target_provider, target_port=target_port,
+                            target_security=_value(target_security), target_ca_file=target_ca_file, jobs=jobs,
+                            smtp_host=smtp_host, smtp_port=smtp_port, smtp_security=_value(smtp_security),
+                            smtp_user=smtp_user, smtp_password=smtp_password, smtp_ca_file=smtp_ca_file,
+                            mail_from=mail_from, public_url=public_url or f"http://{host}:{port}",
+                            signin_link_days=signin_link_days, google_client_id=google_client_id,
+                            google_client_secret=google_secret, microsoft_client_id=microsoft_client_id)
         application = create_app(cfg)
     except MigrateError as exc:
         _fail(exc)
         return
-    typer.echo(f"mailmigrate serve: http://{host}:{port}/ (imports into {target_host}, {jobs} at once)")
+    typer.echo(f"mailmigrate serve: http://{host}:{port}/ (imports into {cfg.target_server}, {jobs} at once)")
+    signins = sorted(application.state.service.signin.clients)
+    if signins:
+        typer.echo(f"sign-in with {' and '.join(signins)}: redirect URI {cfg.public_url}/oauth/callback")
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 

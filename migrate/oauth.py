@@ -468,7 +468,11 @@ class StoredToken:
             self._record = {**self._record, "refresh_token": fresh.refresh_token,
                             "updated_at": _now()}
             with contextlib.suppress(Exception):  # the old one still works for a while
-                save_signin(self.kind, self.email, self._record, prefer="file" if self._where == "file" else None)
+                self._keep(self._record)
+
+    def _keep(self, record: dict[str, Any]) -> None:
+        """Store a rotated refresh token where the sign-in came from (the service keeps it in its job)."""
+        save_signin(self.kind, self.email, record, prefer="file" if self._where == "file" else None)
 
     def __repr__(self) -> str:
         return f"StoredToken({self.kind!r}, {self.email!r})"

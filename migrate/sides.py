@@ -43,7 +43,7 @@ class SideOptions:
     security: str | None = None
     ca_file: str | None = None
     insecure: bool = False
-    oauth_token: str | None = None  # env:NAME or file:PATH
+    oauth_token: str | TokenProvider | None = None  # env:NAME or file:PATH; or a provider (the service's)
     oauth_mechanism: str = "XOAUTH2"
     maildir: Path | None = None
     mbox: Path | None = None
@@ -187,7 +187,8 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
                       and not {"password", "app-password"} & set(preset.auth))
     sign_in = f"mailmigrate auth {preset.name} --email {o.email}" if preset and preset.oauth else None
     if o.oauth_token:
-        token = _token_provider(o.oauth_token, f"{flag}-oauth-token")
+        token = _token_provider(o.oauth_token, f"{flag}-oauth-token") if isinstance(o.oauth_token, str) \
+            else o.oauth_token
     elif o.password:
         if oauth_only:
             assert preset is not None

@@ -2,17 +2,19 @@
 # Set up a fresh machine for mailmigrate: Python venv with the project (and, with --dev, the test
 # tools); with --dovecot also Dovecot from Debian's packages (needs root; the tests start their
 # own instances, never the system one); with --cyrus also Cyrus IMAP 3.6 unpacked (not installed)
-# under /opt/mailmigrate-cyrus/root, see setup_cyrus below. Safe to run again: it skips what is
-# already there.
+# under /opt/mailmigrate-cyrus/root, see setup_cyrus below; with --browser also Chromium and its
+# ChromeDriver from Debian's packages (tests/test_browser.py; nothing downloads a browser). Safe to
+# run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dev=0; dovecot=0; cyrus=0
+dev=0; dovecot=0; cyrus=0; browser=0
 for a in "$@"; do
     case "$a" in
         --dev) dev=1 ;;
         --dovecot) dovecot=1 ;;
         --cyrus) cyrus=1 ;;
-        *) echo "usage: scripts/setup.sh [--dev] [--dovecot] [--cyrus]" >&2; exit 2 ;;
+        --browser) browser=1 ;;
+        *) echo "usage: scripts/setup.sh [--dev] [--dovecot] [--cyrus] [--browser]" >&2; exit 2 ;;
     esac
 done
 
@@ -22,6 +24,10 @@ if [ "$dovecot" = 1 ]; then
     command -v openssl >/dev/null 2>&1 || apt_pkgs+=(openssl)
     [ -e /etc/ssl/certs/ca-certificates.crt ] || apt_pkgs+=(ca-certificates)
     [ -x /usr/bin/time ] || apt_pkgs+=(time)
+fi
+if [ "$browser" = 1 ]; then
+    [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
+    [ -x /usr/bin/chromedriver ] || apt_pkgs+=(chromium-driver)
 fi
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_pkgs+=(python3-venv)
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then

@@ -6,6 +6,10 @@ password cells are only tested for being empty or for resolving (``env:`` / ``fi
 
 Columns are matched by their header name, in any order: ``COLUMNS`` must all be there,
 ``OPTIONAL_COLUMNS`` may be; any other name is an error (a typo must not silently drop a value).
+
+``read_batch(path)`` reads the operator's file; ``read_batch_text(text, untrusted=True,
+fixed_target=...)`` reads one sent to ``mailmigrate serve``: no cell may make the service read
+its own environment or files, and every row imports into the service's mail system.
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ _KNOWN = frozenset(COLUMNS + OPTIONAL_COLUMNS)
 _REFS = ("env:", "file:")
 
 SignInCheck = Callable[[str, str], bool]
+# In an uploaded file (``untrusted``): what a cell may not ask of the machine that reads it.
+_UNTRUSTED = {
+    "password": "env:/file: references are not accepted in an uploaded file: put the password itself in the cell",
+    "oauth_token": "not accepted in an uploaded file: leave it empty (Google and Microsoft rows without a "
+                   "password are signed in later, by a link)",
+    "ca_file": "not accepted in an uploaded file: leave it empty (the service cannot read files you name)",
+}
 
 
 @dataclass(frozen=True, repr=False)
@@ -75,6 +86,20 @@ class BatchRow:
         s, t = self.source, self.target
         key = f"{s.email.lower()}|{s.host.lower()}|{t.email.lower()}|{t.host.lower()}"
         return hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class FixedTarget:
+    """Every row imports into this one mail system (``mailmigrate serve``'s): a row's
+    target_provider, _host, _port and _security may be empty or repeat it, target_username empty
+    or the address. ``check(email, password_cell)`` adds the reader's own rules about the target
+    (whose mailbox, which password) as ``(column, message)`` pairs, column without ``target_``."""
+
+    provider: str
+    host: str
+    port: int
+    security: str
+    check: Callable[[str, str | None], list[tuple[str, str]]] = lambda _email, _password: []
 
 
 @dataclass
@@ -236,7 +261,7 @@ def _header_problems(names: list[str]) -> tuple[list[str], bool]:
 
 
 def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
-          signin: SignInCheck) -> SideSpec | None:
+          signin: SignInCheck, untrusted: bool = False) -> SideSpec | None:
     from .. import providers  # lazily: the preset table is only needed here
 
     before = len(problems)
@@ -277,17 +302,20 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
         bad("security", f"{_show(rec[f'{side}_security'])} is not a security mode (ssl, starttls or none)")
 
     ca = rec.get(f"{side}_ca_file") or None
-    if ca and (why := ca_problem(ca)):
-        bad("ca_file", why)
     pw, tok = rec[f"{side}_password"] or None, rec.get(f"{side}_oauth_token") or None
-    if pw and pw.startswith(_REFS) and (why := _ref_problem(pw)):
-        bad("password", why)
-    if tok and not tok.startswith(_REFS):
-        bad("oauth_token", "must be env:NAME or file:PATH (keep tokens out of the CSV)")
-    elif tok and (why := _ref_problem(tok)):
-        bad("oauth_token", why)
-    if pw and tok:
-        bad("password", f"give {side}_password or {side}_oauth_token, not both")
+    if untrusted:  # refused without looking at what a cell names: even its existence is an answer
+        _untrusted_cells(rec, side, bad)
+    else:
+        if ca and (why := ca_problem(ca)):
+            bad("ca_file", why)
+        if pw and pw.startswith(_REFS) and (why := _ref_problem(pw)):
+            bad("password", why)
+        if tok and not tok.startswith(_REFS):
+            bad("oauth_token", "must be env:NAME or file:PATH (keep tokens out of the CSV)")
+        elif tok and (why := _ref_problem(tok)):
+            bad("oauth_token", why)
+        if pw and tok:
+            bad("password", f"give {side}_password or {side}_oauth_token, not both")
     if preset is not None:
         if not (host or preset.imap_host):
             bad("host", f"provider {preset.name} needs a host: set {side}_host")
@@ -298,10 +326,11 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
                                     f"`mailmigrate auth {preset.name} --email {email}` first)")
             elif preset.oauth is None:
                 bad("password", f"empty password: {preset.name} has no OAuth sign-in, "
-                                "give a password, env:NAME or file:PATH")
+                                + ("give the password" if untrusted else "give a password, env:NAME or file:PATH"))
         elif pw and not {"password", "app-password"} & set(preset.auth):
-            bad("password", f"{preset.name} does not accept passwords: leave {side}_password empty "
-                            f"to use a stored sign-in (`mailmigrate auth {preset.name} --email {email}`)")
+            later = ("it is signed in later, by a link" if untrusted
+                     else f"to use a stored sign-in (`mailmigrate auth {preset.name} --email {email}`)")
+            bad("password", f"{preset.name} does not accept passwords: leave {side}_password empty {later}")
     if preset is None or len(problems) > before:
         return None
 
@@ -314,6 +343,47 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
                     password_ref=pw, oauth_token_ref=tok, ca_file=str(Path(ca).expanduser()) if ca else None)
 
 
+def _untrusted_cells(rec: dict[str, str], side: str, bad: Callable[[str, str], None]) -> None:
+    for col in ("ca_file", "oauth_token"):
+        if rec.get(f"{side}_{col}"):
+            bad(col, _UNTRUSTED[col])
+    if rec[f"{side}_password"].startswith(_REFS):
+        bad("password", _UNTRUSTED["password"])
+
+
+def _fixed_target(rec: dict[str, str], line: int, problems: list[CsvProblem], fixed: FixedTarget,
+                  untrusted: bool) -> SideSpec | None:
+    """The target of a row when every row imports into ``fixed``."""
+    before = len(problems)
+
+    def bad(col: str, msg: str) -> None:
+        problems.append(CsvProblem(line, f"target_{col}", msg))
+
+    email = rec["target_email"]
+    if not email:
+        bad("email", "empty required field")
+    elif not _is_address(email):
+        bad("email", f"{_show(email)} is not an email address")
+    where = f"{fixed.host}:{fixed.port} ({fixed.security})"
+    for col, want in (("provider", fixed.provider), ("host", fixed.host), ("port", str(fixed.port)),
+                      ("security", fixed.security)):
+        cell = rec[f"target_{col}"]
+        if cell and cell.lower() != want.lower():
+            bad(col, f"{_show(cell)}: every import here goes into {where}: leave target_{col} empty")
+    if (login := rec["target_username"]) and login.lower() != email.lower():
+        bad("username", f"{_show(login)}: the login here is the address: leave target_username empty")
+    pw = rec["target_password"] or None
+    if untrusted:
+        _untrusted_cells(rec, "target", bad)
+    if email and _is_address(email) and not (untrusted and pw and pw.startswith(_REFS)):
+        for col, msg in fixed.check(email, pw):
+            bad(col, msg)
+    if len(problems) > before:
+        return None
+    return SideSpec(email=email, provider=fixed.provider, host=fixed.host, port=fixed.port,
+                    security=fixed.security, password_ref=pw)
+
+
 # --- public API -------------------------------------------------------------------------
 
 
@@ -321,7 +391,6 @@ def read_batch(path: Path, *, has_stored_signin: SignInCheck | None = None,
                max_rows: int = 25) -> list[BatchRow]:
     """Parse and validate the whole file; raise ``CsvInvalid`` listing every problem."""
     path = Path(path)
-    signin: SignInCheck = has_stored_signin or (lambda provider, email: False)
     try:
         with path.open("rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
@@ -338,12 +407,31 @@ def read_batch(path: Path, *, has_stored_signin: SignInCheck | None = None,
         line = data[:exc.start].count(b"\n") + 1
         raise CsvInvalid([CsvProblem(line, None, "not UTF-8: save the file as UTF-8 CSV")],
                          name=path.name) from None
+    return _parse(text, path.name, has_stored_signin, max_rows)
 
+
+def read_batch_text(text: str, *, name: str = "batch.csv", has_stored_signin: SignInCheck | None = None,
+                    max_rows: int = 25, untrusted: bool = False,
+                    fixed_target: FixedTarget | None = None) -> list[BatchRow]:
+    """``read_batch`` of a file's text (already decoded). ``untrusted``: the text comes from
+    someone who must not reach this machine's environment or files (``mailmigrate serve``):
+    env:/file: password cells and the token and CA-file columns are refused, not looked at.
+    ``fixed_target``: every row imports into that mail system (see ``FixedTarget``)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise CsvInvalid([CsvProblem(1, None, f"too large for a batch file (over {MAX_FILE_BYTES} bytes): "
+                                              "is this the right file?")], name=name)
+    return _parse(text.removeprefix("\ufeff"), name, has_stored_signin, max_rows, untrusted=untrusted,
+                  fixed_target=fixed_target)
+
+
+def _parse(text: str, name: str, has_stored_signin: SignInCheck | None, max_rows: int, *,
+           untrusted: bool = False, fixed_target: FixedTarget | None = None) -> list[BatchRow]:
+    signin: SignInCheck = has_stored_signin or (lambda provider, email: False)
     hdr_line, names, sep, raw_rows, problems = _tokenize(text)
     msgs, usable = _header_problems(names) if names or not problems else ([], False)
     problems += [CsvProblem(hdr_line, None, m) for m in msgs]
     if not usable:
-        raise CsvInvalid(problems, name=path.name)
+        raise CsvInvalid(problems, name=name)
 
     rows: list[BatchRow] = []
     seen: dict[tuple[str, ...], int] = {}
@@ -358,8 +446,9 @@ def read_batch(path: Path, *, has_stored_signin: SignInCheck | None = None,
             problems.append(CsvProblem(line, None, f"{len(cells)} fields, expected {len(names)}: {hint}"))
             continue
         rec = {n: c.strip() for n, c in zip(names, cells, strict=True) if n in _KNOWN}
-        source = _side(rec, "source", line, problems, signin)
-        target = _side(rec, "target", line, problems, signin)
+        source = _side(rec, "source", line, problems, signin, untrusted)
+        target = (_fixed_target(rec, line, problems, fixed_target, untrusted) if fixed_target is not None
+                  else _side(rec, "target", line, problems, signin, untrusted))
         notify = tuple(a.strip() for a in rec["notify"].split(";") if a.strip())
         for addr in notify:
             if not _is_address(addr):
@@ -379,7 +468,7 @@ def read_batch(path: Path, *, has_stored_signin: SignInCheck | None = None,
     if not raw_rows and not problems:
         problems.append(CsvProblem(hdr_line, None, "no accounts: add one row per mailbox below the header"))
     if problems:
-        raise CsvInvalid(problems, name=path.name)
+        raise CsvInvalid(problems, name=name)
     return rows
 
 

@@ -2,14 +2,20 @@
 
     POST /api/login {"email", "password"}      -> session cookie + {"email", "csrf_token"}
     POST /api/logout
+    GET  /api/me                               -> {"email", "mailboxes", "csrf_token"} ({"operator": true})
+    POST /api/mailboxes {"email", "password"}  -> another mailbox of mine, for this session
     POST /api/imports {...}                    -> 202 {"id", "state", ...}
     GET  /api/imports                          -> {"imports": [...]} (mine; all for an operator)
-    GET  /api/imports/{id}                     -> one import
+    GET  /api/imports/{id}                     -> one import (with "progress" and "failures")
+    GET  /api/imports/{id}/events              -> Server-Sent Events: progress..., end
     POST /api/imports/{id}/cancel
+    POST /api/batches (text/csv)               -> 202 {"id", "imports"} or 422 {"errors": [{"line", "message"}]}
+    GET  /api/batches/{id}                     -> each row's state and totals
     GET  /healthz, GET /batch.csv
 
 A person signs in with the password of their mailbox on the operator's server (an IMAP LOGIN
-there decides); an operator sends ``Authorization: Bearer $MAILMIGRATE_ADMIN_TOKEN``. Requests
+there decides), may add further mailboxes of theirs to the session the same way, and sees and
+imports into those mailboxes only (anything else answers 404); an operator sends ``Authorization: Bearer $MAILMIGRATE_ADMIN_TOKEN``. Requests
 that change something with a session cookie need ``X-CSRF-Token`` (the token /api/login returned,
 also in the ``mm_csrf`` cookie); bearer requests do not.
 """
@@ -29,19 +35,23 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from ..accounts import Secret
 from ..errors import AuthFailed, MigrateError, UsageError
 from ..gate import WriteGate
 from ..report import to_jsonable
 from ..sides import SECURITIES, SideOptions, build_side
+from .batches import MAX_ROWS, BatchInvalid, batch_view, plan_rows
 from .config import ServiceConfig
 from .crypto import SecretBox
-from .db import Store
+from .db import WAITING, Store
+from .progress import failures_of, progress_of, view_events
 from .ratelimit import RateLimiter
 from .runner import Runner
+from .signin import DEFAULT_PROVIDER, Signin, token_checked_later
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ SESSION_COOKIE = "mm_session"
 CSRF_COOKIE = "mm_csrf"
 LANGS = ("en", "de", "fr", "it")
 _SAFE = ("GET", "HEAD", "OPTIONS")
+MAX_CSV_BYTES = 1_000_000
 
 
 class ApiError(Exception):
@@ -79,6 +90,11 @@ class Caller:
         self.email = email
         self.session = session
 
+    @property
+    def session_hash(self) -> str:
+        assert self.session is not None, "an operator has no session"
+        return str(self.session["token_hash"])
+
 
 class Service:
     def __init__(self, cfg: ServiceConfig) -> None:
@@ -87,6 +103,8 @@ class Service:
         self.store: Store | None = None
         self.runner: Runner | None = None
         self.limiter = RateLimiter(cfg.login_limit, cfg.login_window_s)
+        self.signin = Signin(self)  # Google/Microsoft sign-in and mailed sign-in links
+        self.open_streams = 0  # Server-Sent Events streams being served (each ends with its client)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -129,27 +147,17 @@ class Service:
 
     # --- sign-in --------------------------------------------------------------------------------
 
-    def _target_options(self, email: str) -> SideOptions:
-        cfg = self.cfg
-        return SideOptions("target", email=email, username=email, provider="imap", host=cfg.target_host,
-                           port=cfg.target_port, security=cfg.target_security, ca_file=cfg.target_ca_file,
-                           insecure=cfg.target_insecure, interactive=False, timeout=cfg.imap_timeout)
-
     def check_login(self, email: str, password: str) -> None:
-        opts = self._target_options(email)
+        opts = self.cfg.target_options(email)
         opts.password = Secret(password)
         side = build_side(opts, WriteGate(open=False))
         endpoint = side.factory()
         with contextlib.suppress(Exception):
             endpoint.close()
 
-    async def login(self, request: Request) -> Response:
-        body = await _body(request)
-        email, password = body.get("email"), body.get("password")
-        if not isinstance(email, str) or not email.strip() or not isinstance(password, str) or not password:
-            raise ApiError(422, "give email and password")
-        email = email.strip()
-        client = request.client.host if request.client else "unknown"
+    async def verify_password(self, email: str, password: str, client: str) -> None:
+        """The IMAP LOGIN that decides a sign-in (and an added mailbox), rate-limited per address
+        and per client; raises ApiError with the answer to give."""
         wait = self.limiter.hit(f"address:{email.lower()}", f"client:{client}")
         if wait is not None:
             raise ApiError(429, "too many sign-in attempts: try again in a minute",
@@ -163,15 +171,28 @@ class Service:
         except MigrateError:
             log.warning("sign-in of %s: the mail server cannot be reached", email)
             raise ApiError(502, "the mail server cannot be reached: try again later") from None
+
+    async def open_session(self, email: str, password: str, client: str) -> tuple[str, str]:
+        """A checked sign-in's new session: (session token, CSRF token). Raises ApiError. The API's
+        /api/login and the sign-in page both come here."""
+        await self.verify_password(email, password, client)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         self.db.add_session(token, email, self.box.seal(password), csrf, self.cfg.session_ttl_s)
+        return token, csrf
+
+    async def login(self, request: Request) -> Response:
+        email, password = _credentials(await _body(request))
+        token, csrf = await self.open_session(email, password, _client(request))
         resp = _json({"email": email, "csrf_token": csrf})
+        self.set_session_cookies(resp, token, csrf)
+        return resp
+
+    def set_session_cookies(self, resp: Response, token: str, csrf: str) -> None:
         secure = self.cfg.cookie_secure
         resp.set_cookie(SESSION_COOKIE, token, max_age=self.cfg.session_ttl_s, httponly=True, samesite="lax",
                         secure=secure, path="/")
         resp.set_cookie(CSRF_COOKIE, csrf, max_age=self.cfg.session_ttl_s, httponly=False, samesite="lax",
                         secure=secure, path="/")
-        return resp
 
     async def logout(self, request: Request) -> Response:
         caller = self.caller(request, required=False)
@@ -181,6 +202,64 @@ class Service:
         resp.delete_cookie(SESSION_COOKIE, path="/")
         resp.delete_cookie(CSRF_COOKIE, path="/")
         return resp
+
+    # --- a person's mailboxes ------------------------------------------------------------------
+
+    def _mailbox_secrets(self, caller: Caller) -> dict[str, tuple[str, bytes]]:
+        """lowercase address -> (address, sealed password) of every mailbox of the session,
+        the one signed in with first."""
+        assert caller.session is not None and caller.email is not None
+        out = {caller.email.lower(): (caller.email, caller.session["password"])}
+        for m in self.db.session_mailboxes(caller.session_hash):
+            out.setdefault(m["email"].lower(), (m["email"], m["password"]))
+        return out
+
+    def mailboxes(self, caller: Caller) -> list[str]:
+        """The mailboxes a person may see and import into (the session's own address first);
+        none for an operator, who may import into any."""
+        if caller.operator:
+            return []
+        return [email for email, _ in self._mailbox_secrets(caller).values()]
+
+    async def add_mailbox(self, caller: Caller, email: str, password: str, *, client: str = "unknown") -> None:
+        """Add another mailbox of the signed-in person to the session, proved by its password (an
+        IMAP LOGIN, rate-limited like a sign-in); raises ApiError."""
+        if caller.operator or caller.session is None:
+            raise ApiError(403, "an operator imports into any mailbox: there is nothing to add")
+        if not isinstance(email, str) or not email.strip() or not isinstance(password, str) or not password:
+            raise ApiError(422, "give email and password")
+        email = email.strip()
+        if email.lower() in self._mailbox_secrets(caller):
+            return
+        await self.verify_password(email, password, client)
+        self.db.add_session_mailbox(caller.session_hash, email, self.box.seal(password))
+
+    def me(self, caller: Caller) -> dict[str, Any]:
+        if caller.operator:
+            return {"operator": True}
+        assert caller.session is not None
+        return {"email": caller.email, "mailboxes": self.mailboxes(caller), "csrf_token": caller.session["csrf"]}
+
+    async def get_me(self, request: Request) -> Response:
+        caller = self.caller(request)
+        assert caller is not None
+        return _json(self.me(caller))
+
+    async def create_mailbox(self, request: Request) -> Response:
+        caller = self.caller(request)
+        assert caller is not None
+        email, password = _credentials(await _body(request))
+        await self.add_mailbox(caller, email, password, client=_client(request))
+        return _json(self.me(caller))
+
+    def oauth_enabled(self, kind: str) -> bool:
+        """Whether "Sign in with Google/Microsoft" (kind google|microsoft) is set up."""
+        return self.signin.enabled(kind)
+
+    def oauth_sources(self, caller: Caller) -> list[dict[str, str]]:
+        """[{"email", "kind"}]: the accounts this person signed in with (this session), usable as
+        an import's source ``{"email", "oauth": kind}``."""
+        return self.signin.sources(caller)
 
     # --- imports --------------------------------------------------------------------------------
 
@@ -208,10 +287,11 @@ class Service:
             if not isinstance(target_pw, str) or not target_pw:
                 raise ApiError(422, "target.password is required")
         else:
-            assert caller.session is not None and caller.email is not None
-            if target_email.lower() != caller.email.lower():
-                raise ApiError(403, "you can only import into your own mailbox")
-            target_pw = self.box.open(caller.session["password"])
+            mine = self._mailbox_secrets(caller).get(target_email.lower())
+            if mine is None:
+                raise ApiError(403, "you can only import into your own mailboxes (add one with POST /api/mailboxes)")
+            target_email = mine[0]
+            target_pw = self.box.open(mine[1])
             if target_pw is None:
                 raise ApiError(401, "sign in again")
         sources = [_source(body.get("source"), "source")]
@@ -224,22 +304,26 @@ class Service:
         lang = body.get("lang") or "en"
         if lang not in LANGS:
             raise ApiError(422, f"lang must be one of {', '.join(LANGS)}")
+        # An OAuth source's secret is the person's sign-in with it, kept for the session.
+        source_secrets = [self.signin.seal_source(caller, src) if src.get("oauth") else self.box.seal(str(pw))
+                          for src, pw in sources]
         for src, pw in sources:  # a wrong provider, port or security is an answer now, not a failed job
             try:
                 opts = SideOptions("source", email=src["email"], username=src.get("username"),
                                    provider=src.get("provider"), host=src.get("host"), port=src.get("port"),
-                                   security=src.get("security"), password=Secret(pw) if pw else None, interactive=False)
+                                   security=src.get("security"), password=Secret(pw) if pw else None, interactive=False,
+                                   oauth_token=token_checked_later if src.get("oauth") else None)
                 await run_in_threadpool(build_side, opts, WriteGate(open=False))
             except MigrateError as exc:
                 raise ApiError(422, exc.message) from None
         ids = []
-        for src, pw in sources:
+        for (src, _pw), source_secret in zip(sources, source_secrets, strict=True):
             job_id = secrets.token_hex(8)
             request_doc = {"source": src, "target": {"email": target_email}, "exclude": exclude,
                            "notify": notify, "lang": lang}
             self.db.add_job(job_id, owner=target_email.lower(),
                             created_by="operator" if caller.operator else str(caller.email),
-                            request=request_doc, source_secret=self.box.seal(pw),
+                            request=request_doc, source_secret=source_secret,
                             target_secret=self.box.seal(target_pw))
             ids.append(job_id)
         assert self.runner is not None
@@ -247,17 +331,29 @@ class Service:
             self.runner.submit(job_id)
         return ids
 
+    def _owners(self, caller: Caller) -> list[str] | None:
+        """Whose imports the caller sees: None (all) for an operator."""
+        return None if caller.operator else [m.lower() for m in self.mailboxes(caller)]
+
     def _visible(self, caller: Caller, job_id: str) -> dict[str, Any]:
         row = self.db.job(job_id)
-        if row is None or not (caller.operator or row["owner"] == str(caller.email).lower()):
+        owners = self._owners(caller)
+        if row is None or not (owners is None or row["owner"] in owners):
             raise ApiError(404, "no such import")
         return row
+
+    def imports(self, caller: Caller) -> list[dict[str, Any]]:
+        """The views of every import the caller may see, newest first."""
+        return [self.view(r) for r in self.db.jobs(self._owners(caller))]
+
+    def import_view(self, caller: Caller, job_id: str) -> dict[str, Any]:
+        """One import's view; ApiError 404 if the caller may not see it."""
+        return self.view(self._visible(caller, job_id))
 
     async def list_imports(self, request: Request) -> Response:
         caller = self.caller(request)
         assert caller is not None
-        rows = self.db.jobs(None if caller.operator else str(caller.email).lower())
-        return _json({"imports": [self.view(r) for r in rows]})
+        return _json({"imports": self.imports(caller)})
 
     async def get_import(self, request: Request) -> Response:
         caller = self.caller(request)
@@ -275,9 +371,34 @@ class Service:
         assert row is not None
         return _json(self.view(row), 202)
 
+    async def import_events(self, request: Request) -> Response:
+        """Server-Sent Events of one import: ``progress`` (its view) whenever it changes, then
+        ``end`` with the final view; the stream closes then, or when the client goes away."""
+        caller = self.caller(request)
+        assert caller is not None
+        job_id = self._visible(caller, request.path_params["id"])["id"]
+
+        def view_of() -> dict[str, Any] | None:
+            row = self.db.job(job_id)
+            return self.view(row) if row is not None else None
+
+        async def stream() -> AsyncIterator[str]:
+            self.open_streams += 1
+            try:
+                async for chunk in view_events(view_of):
+                    yield chunk
+            finally:
+                self.open_streams -= 1
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                          "X-Accel-Buffering": "no"})  # a proxy must pass events on at once
+
     def view(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An import as the API and the pages show it (no secret in it)."""
         req = json.loads(row["request"])
-        live = self.runner.live_report(row["id"]) if self.runner is not None and row["state"] == "running" else None
+        running = self.runner is not None and row["state"] == "running"
+        live = self.runner.live_report(row["id"]) if running and self.runner is not None else None
         report = to_jsonable(live) if live is not None else (json.loads(row["report"]) if row["report"] else None)
         folders = []
         totals = {"copied": 0, "skipped_duplicates": 0, "failed": 0, "bytes": 0, "source_messages": 0}
@@ -287,18 +408,124 @@ class Service:
             for k in totals:
                 totals[k] += int(f.get(k) or 0)
         src = req["source"]
+        snapshot = self.runner.live_progress(row["id"]) if running and self.runner is not None else None
+        if snapshot is None and row.get("progress"):
+            snapshot = json.loads(row["progress"])
+        failures, more = failures_of(report)
         return {
             "id": row["id"], "state": row["state"],
-            "source": {k: src.get(k) for k in ("email", "provider", "host", "port", "security", "username")
+            "source": {k: src.get(k) for k in ("email", "provider", "host", "port", "security", "username", "oauth")
                        if src.get(k) is not None},
-            "target": {"email": req["target"]["email"], "host": self.cfg.target_host},
+            "target": {"email": req["target"]["email"], "host": self.cfg.target_server},
             "totals": totals, "folders": folders,
+            "progress": progress_of(row["state"], snapshot, totals),
+            "failures": failures, **({"failures_truncated": more} if more else {}),
+            "batch_id": row.get("batch_id"),
             "error": row["error"] or ((report or {}).get("error") or {}).get("message"),
             "notification": (report or {}).get("notification"),
             "cancel_requested": bool(row["cancel_requested"]),
             "created_at": _iso(row["created_at"]), "started_at": _iso(row["started_at"]),
             "finished_at": _iso(row["finished_at"]),
         }
+
+    # --- batches --------------------------------------------------------------------------------
+
+    async def submit_batch(self, caller: Caller, csv_text: str, *, lang: str = "en") -> dict[str, Any]:
+        """Check a batch CSV for the caller and queue one job per row (all or none); the answer
+        of ``POST /api/batches``. Raises BatchInvalid (every problem, with its line) or ApiError."""
+        if lang not in LANGS:
+            raise ApiError(422, f"lang must be one of {', '.join(LANGS)}")
+        if caller.operator:
+            mailboxes = None
+        else:
+            mailboxes = {}
+            for key, (email, sealed) in self._mailbox_secrets(caller).items():
+                pw = self.box.open(sealed)
+                if pw is None:
+                    raise ApiError(401, "sign in again")
+                mailboxes[key] = (email, pw)
+        planned = await run_in_threadpool(plan_rows, csv_text, target=self.cfg.target_connection(),
+                                          mailboxes=mailboxes, lang=lang)
+        batch_id = secrets.token_hex(8)
+        created_by = "operator" if caller.operator else str(caller.email)
+        jobs = [{"id": secrets.token_hex(8), "line": row.line, "owner": row.request["target"]["email"].lower(),
+                 "created_by": created_by, "request": row.request,
+                 "state": WAITING if row.waits_for_signin else "queued",
+                 "source_secret": None if row.source_password is None else self.box.seal(row.source_password),
+                 "target_secret": self.box.seal(row.target_password)} for row in planned]
+        self.db.add_batch(batch_id, "operator" if caller.operator else str(caller.email).lower(), jobs)
+        assert self.runner is not None
+        signin = getattr(self, "signin", None)
+        for job in jobs:
+            if job["state"] == "queued":
+                self.runner.submit(job["id"])
+            elif signin is not None:
+                signin.invite(job["id"])
+        views = []
+        for job in jobs:
+            row = self.db.job(job["id"])
+            assert row is not None
+            views.append(self.view(row))
+        return {"id": batch_id, "state": self.batch(caller, batch_id)["state"], "imports": views}
+
+    def batch(self, caller: Caller, batch_id: str) -> dict[str, Any]:
+        """``GET /api/batches/{id}``'s answer; ApiError 404 unless the caller made it (an
+        operator sees every batch)."""
+        batch = self.db.batch(batch_id)
+        owners = self._owners(caller)
+        if batch is None or not (owners is None or batch["owner"] in owners):
+            raise ApiError(404, "no such batch")
+        rows = self.db.batch_jobs(batch_id)
+        return batch_view(batch, [(r["batch_line"], self.view(r)) for r in rows], _iso(batch["created_at"]))
+
+    async def create_batch(self, request: Request) -> Response:
+        caller = self.caller(request)
+        assert caller is not None
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "text/csv":
+            raise ApiError(415, "send the batch as CSV: Content-Type: text/csv (the columns of /batch.csv)")
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_CSV_BYTES:
+            raise ApiError(413, f"the CSV is too large (over {MAX_CSV_BYTES} bytes; at most {MAX_ROWS} rows)")
+        data = b""
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_CSV_BYTES:
+                raise ApiError(413, f"the CSV is too large (over {MAX_CSV_BYTES} bytes; at most {MAX_ROWS} rows)")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            return _json({"errors": [{"line": line, "message": "not UTF-8: save the file as UTF-8 CSV"}]}, 422)
+        try:
+            answer = await self.submit_batch(caller, text, lang=request.query_params.get("lang") or "en")
+        except BatchInvalid as exc:
+            return _json({"error": str(exc), "errors": exc.errors}, 422)
+        return _json(answer, 202)
+
+    async def get_batch(self, request: Request) -> Response:
+        caller = self.caller(request)
+        assert caller is not None
+        return _json(self.batch(caller, request.path_params["id"]))
+
+    # --- mail -------------------------------------------------------------------------------------
+
+    def send_mail(self, to: str | list[str], subject: str, body: str) -> None:
+        """Send a plain-text mail from ``--mail-from`` through the service's SMTP server
+        (``--smtp-host``). Blocking (call it through ``run_in_threadpool``); raises MigrateError
+        (one line, no secret) when no SMTP server is configured or the mail is refused."""
+        from email.message import EmailMessage
+
+        from ..notify.send import send_mail
+
+        settings = self.cfg.smtp_settings()
+        recipients = [to] if isinstance(to, str) else list(to)
+        msg = EmailMessage()
+        msg["From"] = self.cfg.mail_from or self.cfg.smtp_user or recipients[0]
+        msg["To"] = ", ".join(recipients)
+        msg["Subject"] = subject
+        msg.set_content(body)
+        send_mail(msg, settings)
 
     # --- misc -----------------------------------------------------------------------------------
 
@@ -318,6 +545,17 @@ class Service:
         return _json({"error": "the batch template is missing"}, 404)
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _credentials(body: dict[str, Any]) -> tuple[str, str]:
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not email.strip() or not isinstance(password, str) or not password:
+        raise ApiError(422, "give email and password")
+    return email.strip(), password
+
+
 def _strings(value: Any, what: str) -> list[str]:
     if value is None:
         return []
@@ -326,15 +564,21 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def _source(value: Any, what: str) -> tuple[dict[str, Any], str]:
-    """The source's settings (stored in clear: no secret) and its password (sealed apart)."""
+def _source(value: Any, what: str) -> tuple[dict[str, Any], str | None]:
+    """The source's settings (stored in clear: no secret) and its password (sealed apart); None
+    for a source signed in with Google/Microsoft (``"oauth"``)."""
     if not isinstance(value, dict):
         raise ApiError(422, f"{what} is required")
-    email, password = value.get("email"), value.get("password")
+    email, password, oauth_kind = value.get("email"), value.get("password"), value.get("oauth")
     if not isinstance(email, str) or not email.strip():
         raise ApiError(422, f"{what}.email is required")
-    if not isinstance(password, str) or not password:
-        raise ApiError(422, f"{what}.password is required")
+    if oauth_kind is not None:
+        if oauth_kind not in DEFAULT_PROVIDER:
+            raise ApiError(422, f"{what}.oauth must be google or microsoft")
+        password = None
+    elif not isinstance(password, str) or not password:
+        raise ApiError(422, f"{what}.password is required (or {what}.oauth: google|microsoft once signed in "
+                            "with it)")
     out: dict[str, Any] = {"email": email.strip()}
     for key in ("provider", "host", "username"):
         v = value.get(key)
@@ -352,6 +596,10 @@ def _source(value: Any, what: str) -> tuple[dict[str, Any], str]:
         if security not in SECURITIES:
             raise ApiError(422, f"{what}.security must be one of {', '.join(SECURITIES)}")
         out["security"] = security
+    if oauth_kind is not None:
+        out["oauth"] = oauth_kind
+        if "provider" not in out and "host" not in out:
+            out["provider"] = DEFAULT_PROVIDER[oauth_kind]
     return out, password
 
 
@@ -376,13 +624,23 @@ def create_app(cfg: ServiceConfig | None = None) -> Starlette:
     routes = [
         Route("/api/login", svc.login, methods=["POST"]),
         Route("/api/logout", svc.logout, methods=["POST"]),
+        Route("/api/me", svc.get_me, methods=["GET"]),
+        Route("/api/mailboxes", svc.create_mailbox, methods=["POST"]),
         Route("/api/imports", svc.create_import, methods=["POST"]),
         Route("/api/imports", svc.list_imports, methods=["GET"]),
         Route("/api/imports/{id}", svc.get_import, methods=["GET"]),
         Route("/api/imports/{id}/cancel", svc.cancel_import, methods=["POST"]),
+        Route("/api/imports/{id}/events", svc.import_events, methods=["GET"]),
+        Route("/api/batches", svc.create_batch, methods=["POST"]),
+        Route("/api/batches/{id}", svc.get_batch, methods=["GET"]),
         Route("/healthz", svc.healthz, methods=["GET"]),
         Route("/batch.csv", svc.batch_csv, methods=["GET"]),
+        *svc.signin.routes(),
     ]
+    from .web import STATIC, page_routes  # the pages build on this module
+
+    routes += page_routes(svc)
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
     app = Starlette(routes=routes, lifespan=svc.lifespan, exception_handlers={ApiError: on_api_error})
     app.state.service = svc
     return app

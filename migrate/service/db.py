@@ -1,4 +1,4 @@
-"""The service's state: one SQLite file with jobs and sessions.
+"""The service's state: one SQLite file with jobs, batches, sessions and a session's mailboxes.
 
 Passwords are only ever stored sealed (``crypto.SecretBox``) and erased when a job ends; session
 tokens are stored as their SHA-256, never in clear."""
@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    batch_id TEXT,
+    batch_line INTEGER,
+    progress TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
@@ -39,10 +42,29 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS session_mailboxes (
+    token_hash TEXT NOT NULL,
+    email TEXT NOT NULL,
+    password BLOB NOT NULL,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (token_hash, email)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
+# Columns added after the first release: (table, column, declaration) for databases made before.
+_ADDED_COLUMNS = (("jobs", "batch_id", "TEXT"), ("jobs", "batch_line", "INTEGER"), ("jobs", "progress", "TEXT"))
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "partial", "failed", "cancelled")
+WAITING = "waiting_signin"  # a Google/Microsoft source without a password: runs once signed in
+
+
+_INSERT_JOB = ("INSERT INTO jobs (id, owner, created_by, state, request, source_secret, target_secret, created_at, "
+               "batch_id, batch_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def token_hash(token: str) -> str:
@@ -58,8 +80,18 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout = 10000")
         self._db.execute("PRAGMA secure_delete = ON")  # erased secrets do not linger in free pages
+        self._migrate()
         self._db.executescript(SCHEMA)
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch_id)")
         path.chmod(0o600)
+
+    def _migrate(self) -> None:
+        known = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        if not known:
+            return  # a new database: SCHEMA makes everything
+        for table, column, decl in _ADDED_COLUMNS:
+            if column not in known:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -76,19 +108,46 @@ class Store:
     # --- jobs ---------------------------------------------------------------------------------
 
     def add_job(self, job_id: str, *, owner: str, created_by: str, request: dict[str, Any],
-                source_secret: bytes, target_secret: bytes) -> None:
-        self._exec("INSERT INTO jobs (id, owner, created_by, state, request, source_secret, target_secret, "
-                   "created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-                   (job_id, owner, created_by, json.dumps(request), source_secret, target_secret, time.time()))
+                source_secret: bytes | None, target_secret: bytes, state: str = "queued") -> None:
+        self._exec(_INSERT_JOB, (job_id, owner, created_by, state, json.dumps(request), source_secret,
+                                 target_secret, time.time(), None, None))
+
+    def add_batch(self, batch_id: str, owner: str, jobs: list[dict[str, Any]]) -> None:
+        """The batch and all its jobs at once (``jobs``: add_job's keywords plus ``id`` and
+        ``line``): a batch is stored whole or not at all."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO batches (id, owner, created_at) VALUES (?, ?, ?)",
+                                 (batch_id, owner, now))
+                for j in jobs:
+                    self._db.execute(_INSERT_JOB, (j["id"], j["owner"], j["created_by"], j.get("state", "queued"),
+                                                   json.dumps(j["request"]), j["source_secret"],
+                                                   j["target_secret"], now, batch_id, j["line"]))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return rows[0] if rows else None
+
+    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_line", (batch_id,))
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return rows[0] if rows else None
 
-    def jobs(self, owner: str | None = None) -> list[dict[str, Any]]:
+    def jobs(self, owner: str | list[str] | None = None) -> list[dict[str, Any]]:
+        """Every job (None), or those into one mailbox or any of several."""
         if owner is None:
             return self._all("SELECT * FROM jobs ORDER BY created_at DESC")
-        return self._all("SELECT * FROM jobs WHERE owner = ? ORDER BY created_at DESC", (owner,))
+        owners = [owner] if isinstance(owner, str) else list(owner)
+        marks = ", ".join("?" * len(owners))
+        return self._all(f"SELECT * FROM jobs WHERE owner IN ({marks}) ORDER BY created_at DESC", tuple(owners))
 
     def active_job_ids(self) -> list[str]:
         rows = self._all("SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at")
@@ -110,7 +169,7 @@ class Store:
             row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
-            if row["state"] == "queued":
+            if row["state"] in ("queued", WAITING):
                 self._db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
                                  "source_secret = NULL, target_secret = NULL WHERE id = ?", (time.time(), job_id))
             elif row["state"] == "running":
@@ -120,17 +179,21 @@ class Store:
     def save_progress(self, job_id: str, report: dict[str, Any]) -> None:
         self._exec("UPDATE jobs SET report = ? WHERE id = ?", (json.dumps(report), job_id))
 
-    def finish(self, job_id: str, state: str, report: dict[str, Any] | None, error: str | None) -> None:
-        """The job's final state; its secrets are erased."""
+    def finish(self, job_id: str, state: str, report: dict[str, Any] | None, error: str | None, *,
+               progress: dict[str, Any] | None = None) -> None:
+        """The job's final state; its secrets are erased. ``progress``: the engine's last
+        counters (``Progress.snapshot()``), what the job's progress shows from now on."""
         self._exec("UPDATE jobs SET state = ?, report = COALESCE(?, report), error = ?, finished_at = ?, "
-                   "source_secret = NULL, target_secret = NULL WHERE id = ?",
-                   (state, json.dumps(report) if report is not None else None, error, time.time(), job_id))
+                   "progress = COALESCE(?, progress), source_secret = NULL, target_secret = NULL WHERE id = ?",
+                   (state, json.dumps(report) if report is not None else None, error, time.time(),
+                    json.dumps(progress) if progress is not None else None, job_id))
 
     # --- sessions -----------------------------------------------------------------------------
 
     def add_session(self, token: str, email: str, password: bytes, csrf: str, ttl_s: int) -> None:
         now = time.time()
         self._exec("DELETE FROM sessions WHERE expires_at < ?", (now,))
+        self._exec("DELETE FROM session_mailboxes WHERE token_hash NOT IN (SELECT token_hash FROM sessions)")
         self._exec("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
                    (token_hash(token), email, password, csrf, now, now + ttl_s))
 
@@ -141,3 +204,116 @@ class Store:
 
     def drop_session(self, token: str) -> None:
         self._exec("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
+        self._exec("DELETE FROM session_mailboxes WHERE token_hash = ?", (token_hash(token),))
+
+    # --- a session's further mailboxes (the person proved each password by an IMAP LOGIN) ------
+
+    def add_session_mailbox(self, session_hash: str, email: str, password: bytes) -> None:
+        self._exec("INSERT OR REPLACE INTO session_mailboxes VALUES (?, ?, ?, ?)",
+                   (session_hash, email, password, time.time()))
+
+    def session_mailboxes(self, session_hash: str) -> list[dict[str, Any]]:
+        return self._all("SELECT email, password FROM session_mailboxes WHERE token_hash = ? ORDER BY added_at",
+                         (session_hash,))
+
+    # --- sign-in with Google/Microsoft (signin.py): flows under way, a session's sign-ins, links --
+
+    def add_oauth_state(self, state_hash: str, *, kind: str, verifier: bytes, session_hash: str | None,
+                        link_hash: str | None, expected_email: str | None, next_path: str, lang: str,
+                        ttl_s: float) -> None:
+        now = time.time()
+        self._exec("DELETE FROM oauth_states WHERE expires_at < ?", (now,))
+        self._exec("INSERT INTO oauth_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (state_hash, kind, verifier, session_hash, link_hash, expected_email, next_path, lang,
+                    now + ttl_s))
+
+    def take_oauth_state(self, state_hash: str) -> dict[str, Any] | None:
+        """The flow this state started, removed (a state is good for one callback); None if unknown
+        or expired."""
+        rows = self._all("DELETE FROM oauth_states WHERE state_hash = ? RETURNING *", (state_hash,))
+        if not rows or rows[0]["expires_at"] < time.time():
+            return None
+        return rows[0]
+
+    def add_oauth_source(self, session_hash: str, kind: str, email: str, secret: bytes) -> None:
+        self._exec("INSERT OR REPLACE INTO oauth_sources VALUES (?, ?, ?, ?, ?)",
+                   (session_hash, kind, email.lower(), secret, time.time()))
+
+    def oauth_sources(self, session_hash: str) -> list[dict[str, Any]]:
+        return self._all("SELECT kind, email, secret FROM oauth_sources WHERE session_hash = ? "
+                         "ORDER BY created_at", (session_hash,))
+
+    def add_signin_link(self, link_hash: str, *, job_id: str, email: str, kind: str, ttl_s: float) -> None:
+        now = time.time()
+        self._exec("INSERT INTO signin_links (token_hash, job_id, email, kind, created_at, expires_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (link_hash, job_id, email, kind, now, now + ttl_s))
+
+    def signin_link(self, link_hash: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM signin_links WHERE token_hash = ?", (link_hash,))
+        return rows[0] if rows else None
+
+    def complete_signin(self, link_hash: str, job_id: str, source_secret: bytes, request: dict[str, Any]) -> bool:
+        """Use the link and queue its job with the sealed sign-in, both or neither: False when the
+        link was used or expired meanwhile, or the job is no longer waiting (cancelled)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                used = self._db.execute("UPDATE signin_links SET used_at = ? WHERE token_hash = ? AND job_id = ? "
+                                        "AND used_at IS NULL AND expires_at >= ?", (now, link_hash, job_id, now))
+                queued = self._db.execute("UPDATE jobs SET state = 'queued', source_secret = ?, request = ?, "
+                                          "error = NULL WHERE id = ? AND state = ?",
+                                          (source_secret, json.dumps(request), job_id, WAITING))
+                ok = used.rowcount == 1 and queued.rowcount == 1
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT" if ok else "ROLLBACK")
+            return ok
+
+    def set_waiting_note(self, job_id: str, note: str | None) -> None:
+        """Why a job waiting for sign-in may wait in vain (the link mail failed), or None."""
+        self._exec("UPDATE jobs SET error = ? WHERE id = ? AND state = ?", (note, job_id, WAITING))
+
+    def keep_source_secret(self, job_id: str, source_secret: bytes) -> None:
+        """A running job's renewed source secret (a rotated refresh token); never after it ended."""
+        self._exec("UPDATE jobs SET source_secret = ? WHERE id = ? AND state = 'running'", (source_secret, job_id))
+
+
+# Sign-in with Google/Microsoft (signin.py). Created with the other tables; a session's sign-ins
+# and flows go with the session. States, verifiers and refresh tokens are stored sealed or hashed.
+SCHEMA += """
+CREATE TABLE IF NOT EXISTS oauth_states (
+    state_hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    verifier BLOB NOT NULL,
+    session_hash TEXT,
+    link_hash TEXT,
+    expected_email TEXT,
+    next_path TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_sources (
+    session_hash TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    email TEXT NOT NULL,
+    secret BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_hash, kind, email)
+);
+CREATE TABLE IF NOT EXISTS signin_links (
+    token_hash TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE INDEX IF NOT EXISTS signin_links_job ON signin_links(job_id);
+CREATE TRIGGER IF NOT EXISTS sessions_take_their_signins AFTER DELETE ON sessions BEGIN
+    DELETE FROM oauth_sources WHERE session_hash = OLD.token_hash;
+    DELETE FROM oauth_states WHERE session_hash = OLD.token_hash;
+END;
+"""

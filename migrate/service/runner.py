@@ -20,12 +20,12 @@ from ..engine import JobHandle
 from ..errors import MigrateError, redact
 from ..gate import WriteGate
 from ..journal import default_journal_path, state_home
-from ..notify.options import NotifyOptions
 from ..report import JobReport, to_jsonable
-from ..sides import SideOptions, build_side
+from ..sides import Side, SideOptions, build_side
 from .config import ServiceConfig
 from .crypto import SecretBox
 from .db import Store
+from .oauth_web import JobToken, job_token, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,12 @@ class Runner:
             handle = self._handles.get(job_id)
         return handle.report if handle is not None else None
 
+    def live_progress(self, job_id: str) -> dict[str, Any] | None:
+        """The engine's counters of a running job (``Progress.snapshot()``), None if not running here."""
+        with self._lock:
+            handle = self._handles.get(job_id)
+        return handle.progress.snapshot() if handle is not None else None
+
     # --- work -----------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -104,10 +110,8 @@ class Runner:
         src = SideOptions("source", email=s["email"], username=s.get("username"), provider=s.get("provider"),
                           host=s.get("host"), port=s.get("port"), security=s.get("security"),
                           interactive=False, timeout=cfg.imap_timeout)
-        dst = SideOptions("target", email=t["email"], username=t["email"], provider="imap", host=cfg.target_host,
-                          port=cfg.target_port, security=cfg.target_security, ca_file=cfg.target_ca_file,
-                          insecure=cfg.target_insecure, interactive=False, timeout=cfg.imap_timeout)
-        notify = NotifyOptions(enabled=True, lang=req.get("lang") or "en", extra=list(req.get("notify") or []))
+        dst = cfg.target_options(t["email"])
+        notify = cfg.notify_options(req.get("lang") or "en", list(req.get("notify") or []))
         imp = ImportRequest(source=src, target=dst, exclude=list(req.get("exclude") or []), progress=False,
                             notify=notify, connections=cfg.connections, retry_base=cfg.retry_base)
         return imp, src, dst
@@ -126,7 +130,10 @@ class Runner:
         try:
             gate = WriteGate(open=True)
             # The passwords go in as values, never as env:/file: references to resolve.
-            src_opts.password = Secret(src_pw) if src_pw else None
+            if json.loads(row["request"])["source"].get("oauth"):  # its secret: a Google/Microsoft sign-in
+                src_opts.oauth_token = self._signed_in_source(job_id, src_pw)
+            else:
+                src_opts.password = Secret(src_pw) if src_pw else None
             dst_opts.password = Secret(dst_pw) if dst_pw else None
             src, dst = build_side(src_opts, gate), build_side(dst_opts, gate)
             if src.label == dst.label:
@@ -138,16 +145,29 @@ class Runner:
             return
         with self._lock:
             self._handles[job_id] = handle
+        try:  # the handle stays listed until the job's end is stored: its progress shows meanwhile
+            self._finish(job_id, handle, req, src, dst)
+        finally:
+            with self._lock:
+                self._handles.pop(job_id, None)
+
+    def _signed_in_source(self, job_id: str, sealed_record: str) -> JobToken:
+        """Fresh access tokens from the job's refresh token; a rotated one is sealed back into the job."""
+        record = parse_record(sealed_record)
+        if record is None:
+            raise MigrateError("the Google/Microsoft sign-in of this import is damaged: sign in again")
+        return job_token(self.cfg, record, lambda text: self.store.keep_source_secret(job_id, self.box.seal(text)))
+
+    def _finish(self, job_id: str, handle: JobHandle, req: ImportRequest, src: Side, dst: Side) -> None:
         try:
             with contextlib.suppress(BaseException):  # the report carries what ended the job
                 handle.wait()
             report = handle.report
         finally:
-            with self._lock:
-                self._handles.pop(job_id, None)
             src.factory.discard()
             dst.factory.discard()
-        row = self.store.job(job_id) or row
+        row = self.store.job(job_id)
+        assert row is not None
         if report.status == "interrupted" and self._stopping.is_set() and not row["cancel_requested"]:
             self.store.requeue(job_id)  # secrets kept: the next instance resumes it
             return
@@ -161,4 +181,4 @@ class Runner:
                 log.exception("import %s: confirmation mail failed", job_id)
         report.compute_totals()
         error = redact(report.error.message) if report.error is not None else None
-        self.store.finish(job_id, state, to_jsonable(report), error)
+        self.store.finish(job_id, state, to_jsonable(report), error, progress=handle.progress.snapshot())

@@ -8,15 +8,26 @@ it with ``REQUESTS_CA_BUNDLE=<server.ca_file>``.
     with FakeOAuth(on_access_token=lambda tok, user: dovecot.oauth_tokens.__setitem__(tok, user)) as o:
         o.google_token_uri, o.ms_authority ...
         o.fail_refresh = ("invalid_grant", "Token has been expired or revoked.", [])
+
+The web flow (authorization code with PKCE, RFC 7636): the authorization endpoints
+(``google_auth_uri``, ``ms_authorize_uri``) stand for the person at the consent screen and
+redirect at once to ``redirect_uri`` with a code for ``authorize_as`` (default: the login_hint),
+or with ``error=access_denied`` when ``deny`` is set. Such a code is exchanged only with the
+``code_verifier`` whose S256 hash is the ``code_challenge`` it was issued for, the same
+redirect_uri and client_id; the answer carries a refresh token and an ID token naming the address.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import secrets
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 
@@ -37,6 +48,14 @@ class FakeOAuth:
         self.fail_refresh: tuple[str, str, list[int]] | None = None  # (error, description, codes)
         self.fail_code: tuple[str, str, list[int]] | None = None
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, form) without secrets' values
+        # The web flow (authorization code + PKCE).
+        self.authorize_as: str | None = None  # the account the person picks; None: the login_hint
+        self.deny = False  # the person refuses: error=access_denied
+        self.authorizations: list[dict[str, str]] = []  # each authorization request's parameters
+        self.web_codes: dict[str, dict[str, str]] = {}  # code -> user, challenge, redirect_uri, client_id
+        self.codes_issued: list[str] = []
+        self.verifiers_received: list[str] = []
+        self.id_token_key = secrets.token_bytes(32)
         self.issued: list[str] = []  # access tokens handed out
         self.lock = threading.Lock()
         self.ca_file = session_certs()["ca"]
@@ -64,6 +83,10 @@ class FakeOAuth:
     def ms_authority(self) -> str:
         return f"{self.base}/ms/common"
 
+    @property
+    def ms_authorize_uri(self) -> str:
+        return f"{self.ms_authority}/oauth2/v2.0/authorize"
+
     def env(self) -> dict[str, str]:
         return {"MAILMIGRATE_GOOGLE_TOKEN_URI": self.google_token_uri,
                 "MAILMIGRATE_GOOGLE_AUTH_URI": self.google_auth_uri,
@@ -88,6 +111,18 @@ class FakeOAuth:
         if with_refresh:
             out["refresh_token"] = self.new_refresh_token(user)
         return out
+
+    def id_token(self, user: str, client_id: str, issuer: str) -> str:
+        """A JWT (HS256 with a key of this server) saying who signed in."""
+        def part(data: dict[str, object]) -> bytes:
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")
+
+        now = int(time.time())
+        signing_input = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(
+            {"iss": issuer, "aud": client_id, "sub": hashlib.sha256(user.encode()).hexdigest()[:20], "email": user,
+             "email_verified": True, "preferred_username": user, "iat": now, "exp": now + 3600})
+        signature = base64.urlsafe_b64encode(hmac.new(self.id_token_key, signing_input, "sha256").digest())
+        return (signing_input + b"." + signature.rstrip(b"=")).decode()
 
     # --- lifecycle
     def start(self) -> FakeOAuth:
@@ -130,9 +165,66 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body["error_codes"] = codes
         self._json(status, body)
 
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _authorize(self, query: dict[str, str]) -> None:
+        """The consent screen, answered at once as the test chose."""
+        o = self.owner
+        with o.lock:
+            o.authorizations.append(dict(query))
+        redirect_uri = query.get("redirect_uri", "")
+        if not redirect_uri.startswith(("http://", "https://")) or not query.get("client_id"):
+            self._json(400, {"error": "invalid_request", "error_description": "redirect_uri and client_id"})
+            return
+        answer: dict[str, str]
+        if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            answer = {"error": "invalid_request", "error_description": "PKCE with S256 is required"}
+        elif o.deny:
+            answer = {"error": "access_denied"}
+        else:
+            code = "wc-" + secrets.token_urlsafe(16)
+            with o.lock:
+                o.web_codes[code] = {"user": o.authorize_as or query.get("login_hint", ""),
+                                     "challenge": query["code_challenge"], "redirect_uri": redirect_uri,
+                                     "client_id": query["client_id"]}
+                o.codes_issued.append(code)
+            answer = {"code": code}
+        if "state" in query:
+            answer["state"] = query["state"]
+        sep = "&" if "?" in redirect_uri else "?"
+        self._redirect(redirect_uri + sep + urllib.parse.urlencode(answer))
+
+    def _web_code_grant(self, form: dict[str, str], issuer: str) -> None:
+        o = self.owner
+        with o.lock:
+            issued = o.web_codes.pop(form.get("code", ""), None)
+            if form.get("code_verifier"):
+                o.verifiers_received.append(form["code_verifier"])
+        if issued is None:  # used meanwhile: a code is good once
+            self._error("invalid_grant", "Malformed auth code.")
+            return
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if not verifier or not hmac.compare_digest(digest, issued["challenge"]):
+            self._error("invalid_grant", "Invalid code verifier.")
+            return
+        if form.get("redirect_uri") != issued["redirect_uri"] or form.get("client_id") != issued["client_id"]:
+            self._error("invalid_grant", "Bad Request: redirect_uri or client_id does not match.")
+            return
+        answer = o._issue(issued["user"], with_refresh=True)
+        answer["id_token"] = o.id_token(issued["user"], issued["client_id"], issuer)
+        self._json(200, answer)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         o = self.owner
         path = urllib.parse.urlsplit(self.path).path
+        if path in ("/google/auth", "/ms/common/oauth2/v2.0/authorize"):
+            self._authorize(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)))
+            return
         if path == "/ms/common/v2.0/.well-known/openid-configuration":
             base = f"{o.base}/ms/common"
             self._json(200, {"issuer": f"{base}/v2.0", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
@@ -170,9 +262,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             self._json(200, o._issue(user, with_refresh=o.rotate))
             return
-        if grant == "authorization_code":  # Google installed-app flow
+        if grant == "authorization_code":  # Google installed-app flow, or the web flow with PKCE
             if o.fail_code:
                 self._error(*o.fail_code)
+                return
+            if form.get("code", "") in o.web_codes:
+                google = path.startswith("/google/")
+                self._web_code_grant(form, "https://accounts.google.com" if google else f"{o.base}/ms/common/v2.0")
                 return
             user = o.codes.pop(form.get("code", ""), None)
             if user is None:

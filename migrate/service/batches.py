@@ -1,0 +1,123 @@
+"""CSV batches sent to the service (``POST /api/batches``): check every row before anything
+starts, then one ordinary job per row.
+
+The CSV has the columns of ``templates/batch.csv`` / ``mailmigrate batch`` and is read by the same
+reader, as an uploaded file: no env:/file: reference, token or CA-file cell is followed, and every
+target is a mailbox of the service's own mail system. A person's targets must be their own
+mailboxes (their passwords come from the session: the target_password cell stays empty); an
+operator gives each target's password in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..csvbatch.reader import CsvInvalid, FixedTarget, read_batch_text
+from .db import FINAL, WAITING
+
+MAX_ROWS = 25
+
+
+class BatchInvalid(Exception):
+    """The batch was refused; ``errors``: every problem, ``[{"line", "message"}]``, by line."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        n = len(errors)
+        super().__init__(f"the batch has {n} problem{'' if n == 1 else 's'}: nothing was started")
+        self.errors = errors
+
+
+@dataclass(frozen=True, repr=False)
+class PlannedRow:
+    """One row, checked: the job's request (no secret in it) and the two passwords to seal.
+    ``source_password`` None: a Google or Microsoft source that is signed in later, by a link."""
+
+    line: int
+    request: dict[str, Any]
+    source_password: str | None
+    target_password: str
+
+    @property
+    def waits_for_signin(self) -> bool:
+        return self.source_password is None
+
+
+def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
+              mailboxes: dict[str, tuple[str, str]] | None, lang: str) -> list[PlannedRow]:
+    """Check the whole CSV for a caller and plan its jobs; ``BatchInvalid`` lists every problem.
+
+    ``target``: the service's mail system (provider, host, port, security). ``mailboxes``: the
+    person's mailboxes (lowercase address -> (address, password)), None for an operator."""
+
+    def check(email: str, password: str | None) -> list[tuple[str, str]]:
+        if mailboxes is None:
+            return [] if password else [("password", "required: give the password of each target mailbox")]
+        problems = []
+        if email.lower() not in mailboxes:
+            problems.append(("email", f"{email} is not one of your mailboxes: add it to your sign-in first "
+                                      "(POST /api/mailboxes), or leave this row out"))
+        if password:
+            problems.append(("password", "leave it empty: the service uses the password you signed in with"))
+        return problems
+
+    provider, host, port, security = target
+    fixed = FixedTarget(provider=provider, host=host, port=port, security=security, check=check)
+    try:
+        rows = read_batch_text(csv_text, max_rows=MAX_ROWS, untrusted=True, fixed_target=fixed,
+                               # a Google row without a password is signed in later, by a link
+                               has_stored_signin=lambda _provider, _email: True)
+    except CsvInvalid as exc:
+        raise BatchInvalid([{"line": p.line, "message": f"{p.column}: {p.message}" if p.column else p.message}
+                            for p in exc.problems]) from None
+    planned = []
+    for row in rows:
+        s, t = row.source, row.target
+        source = {"email": s.email, "provider": s.provider, "host": s.host, "port": s.port,
+                  "security": s.security}
+        if s.username:
+            source["username"] = s.username
+        # a person's mailbox as it was signed in to (the login may be case-sensitive)
+        target_email, target_pw = (t.email, t.password_ref) if mailboxes is None else mailboxes[t.email.lower()]
+        assert target_pw
+        request = {"source": source, "target": {"email": target_email}, "exclude": [],
+                   "notify": list(row.notify), "lang": lang}
+        planned.append(PlannedRow(row.line, request, s.password_ref, target_pw))
+    return planned
+
+
+def batch_state(states: list[str]) -> str:
+    """A batch's state from its rows': running while any runs (or some are done and some wait
+    their turn), queued, waiting_signin (only rows waiting for a sign-in are left), then the
+    end: done (all done), failed, cancelled (all of them), else partial."""
+    active = [s for s in states if s not in FINAL]
+    if "running" in active or ("queued" in active and len(active) < len(states)):
+        return "running"
+    if "queued" in active:
+        return "queued"
+    if WAITING in active:
+        return WAITING
+    if active:
+        return active[0]  # a state this module does not know yet: shown as it is
+    for whole in ("done", "failed", "cancelled"):
+        if states and all(s == whole for s in states):
+            return whole
+    return "partial"
+
+
+TOTAL_KEYS = ("copied", "skipped_duplicates", "failed", "bytes", "source_messages")
+
+
+def batch_view(batch: dict[str, Any], views: list[tuple[int | None, dict[str, Any]]],
+               created_at: str | None) -> dict[str, Any]:
+    """``GET /api/batches/{id}``: the batch and each row's state and totals (``views``: each
+    row's line and its import's view)."""
+    totals = dict.fromkeys(TOTAL_KEYS, 0)
+    rows = []
+    for line, v in views:
+        rows.append({"line": line, "source": v["source"], "target": v["target"], "import_id": v["id"],
+                     "state": v["state"], "totals": v["totals"]})
+        for k in TOTAL_KEYS:
+            totals[k] += int(v["totals"].get(k) or 0)
+    return {"id": batch["id"], "state": batch_state([r["state"] for r in rows]), "created_at": created_at,
+            "rows": rows, "totals": totals}
