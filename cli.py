@@ -906,6 +906,35 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                     help="The PostgreSQL database (preview): its schema.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database: Annotated[str, Opt("--database", metavar="URL", help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE "
+                                                                   "(the database must exist).")],
+) -> None:
+    """Bring the PostgreSQL database's schema up to date (applies the pending numbered migrations;
+    nothing to do when it is current; two at once: the second waits, then has nothing to do).
+
+    Exit 0 up to date; 2 bad URL or no such database; 3 login refused; 4 server unreachable.
+
+    Examples:
+
+    \b
+      mailmigrate db upgrade --database postgresql://mailmigrate@db.example.com/mailmigrate
+    """
+    try:
+        from migrate.store.postgres import upgrade
+        applied = upgrade(database)
+    except MigrateError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "database schema is up to date: nothing to do")
+
+
 def _click_exception() -> type[Exception]:
     try:  # typer >= 0.2x vendors click; older releases use the click package
         from typer._click.exceptions import ClickException

@@ -3,18 +3,21 @@
 # tools); with --dovecot also Dovecot from Debian's packages (needs root; the tests start their
 # own instances, never the system one); with --cyrus also Cyrus IMAP 3.6 unpacked (not installed)
 # under /opt/mailmigrate-cyrus/root, see setup_cyrus below; with --browser also Chromium and its
-# ChromeDriver from Debian's packages (tests/test_browser.py; nothing downloads a browser). Safe to
-# run again: it skips what is already there.
+# ChromeDriver from Debian's packages (tests/test_browser.py; nothing downloads a browser); with
+# --postgres also the PostgreSQL server from Debian's packages (postgresql-15 on Debian 12; the
+# tests run their own clusters, see tests/servers/postgres.py: no system cluster is created or
+# started). Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dev=0; dovecot=0; cyrus=0; browser=0
+dev=0; dovecot=0; cyrus=0; browser=0; postgres=0
 for a in "$@"; do
     case "$a" in
         --dev) dev=1 ;;
         --dovecot) dovecot=1 ;;
         --cyrus) cyrus=1 ;;
         --browser) browser=1 ;;
-        *) echo "usage: scripts/setup.sh [--dev] [--dovecot] [--cyrus] [--browser]" >&2; exit 2 ;;
+        --postgres) postgres=1 ;;
+        *) echo "usage: scripts/setup.sh [--dev] [--dovecot] [--cyrus] [--browser] [--postgres]" >&2; exit 2 ;;
     esac
 done
 
@@ -29,6 +32,17 @@ if [ "$browser" = 1 ]; then
     [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
     [ -x /usr/bin/chromedriver ] || apt_pkgs+=(chromium-driver)
 fi
+if [ "$postgres" = 1 ]; then
+    # postgresql-common would create and start a "main" cluster: create_main_cluster = false
+    # stops the first, policy-rc.d (below) the second.
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        apt_pkgs+=(postgresql)
+        if [ "$(id -u)" = 0 ]; then  # (not root: refused below, before anything is installed)
+            mkdir -p /etc/postgresql-common/createcluster.d
+            echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/mailmigrate.conf
+        fi
+    fi
+fi
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_pkgs+=(python3-venv)
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -36,7 +50,7 @@ if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     fi
     echo "== apt-get install ${apt_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # Keep package scripts from starting a system Dovecot: tests run their own instances.
+    # Keep package scripts from starting a system Dovecot or PostgreSQL: tests run their own instances.
     policy_created=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy_created=1
@@ -180,7 +194,7 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
     echo "== installing mailmigrate into .venv"
     .venv/bin/python -m pip install --quiet --upgrade pip </dev/null
     if [ "$dev" = 1 ]; then
-        .venv/bin/python -m pip install --quiet -e '.[dev]' </dev/null
+        .venv/bin/python -m pip install --quiet -e '.[dev,postgres]' </dev/null
     else
         .venv/bin/python -m pip install --quiet -e . </dev/null
     fi

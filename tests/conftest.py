@@ -119,6 +119,7 @@ from tests.servers.cyrus import available as cyrus_available  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cyrus: needs real Cyrus IMAP instances (started by the fixture)")
+    config.addinivalue_line("markers", "postgres: needs a real PostgreSQL instance (started by the fixture)")
 
 
 def _require_cyrus() -> None:
@@ -151,3 +152,33 @@ def cyrus():
     yield get
     for srv in servers.values():
         srv.close()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+# Real PostgreSQL from Debian's packages (tests/servers/postgres.py, installed by
+# `scripts/setup.sh --postgres`): one instance per session (per xdist worker), a fresh database
+# or namespace per test:
+#     url = postgres.create_database()
+
+from tests.servers.postgres import PostgresServer  # noqa: E402
+from tests.servers.postgres import available as postgres_available  # noqa: E402
+
+
+def _require_postgres() -> None:
+    reason = postgres_available()
+    if reason is None:
+        return
+    # CI installs PostgreSQL (MM_REQUIRE_POSTGRES=1 in .ci/run): there a missing server is a broken setup.
+    if os.environ.get("MM_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"real PostgreSQL required (MM_REQUIRE_POSTGRES=1) but unusable: {reason}", pytrace=False)
+    pytest.skip(f"real PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A running PostgresServer on 127.0.0.1 for the whole session; stopped and deleted at its
+    end. ``postgres.create_database()`` -> the URL of a new empty database."""
+    _require_postgres()
+    srv = PostgresServer().start()
+    yield srv
+    srv.close()

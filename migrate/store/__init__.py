@@ -1,5 +1,6 @@
 """Where a job's journal and the target's dedupe ledger are kept: the ``Store`` interface
-(``base``) and its implementations (``sqlite``: one file per target account)."""
+(``base``) and its implementations (``sqlite``: one file per target account; ``postgres``: one
+database for many target accounts, each a namespace - a preview, see the README)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,23 @@ from .base import (
 )
 
 
-def open_store(location: Path | str) -> Store:
-    """Open the store at ``location`` (today: the path of a SQLite journal file)."""
+def is_postgres_url(location: object) -> bool:
+    """Is ``location`` a PostgreSQL URL (not a journal path)? No import of the PostgreSQL store:
+    opening a SQLite journal stays as fast as before."""
+    return isinstance(location, str) and location[:13].lower().startswith(("postgresql://", "postgres://"))
+
+
+def open_store(location: Path | str, namespace: str | None = None) -> Store:
+    """Open the store at ``location``: the path of a SQLite journal file, or a ``postgresql://``
+    URL together with the ``namespace`` (the target account label) whose rows to see."""
+    if is_postgres_url(location):
+        if not namespace:
+            from ..errors import UsageError
+
+            raise UsageError("a PostgreSQL store needs a namespace (the target account label)")
+        from .postgres import PostgresStore
+
+        return PostgresStore(str(location), namespace)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(Path(location))
@@ -36,5 +52,5 @@ def open_store(location: Path | str) -> Store:
 __all__ = [
     "BudgetStore", "FolderMapRow", "FolderRecord", "FolderStore", "JobRow", "JobStore", "LedgerRow", "LedgerScan", "LedgerStore",
     "MaildirUidStore", "MaildirUids", "MessageRow", "MessageStore", "NotificationRow", "NotificationStore",
-    "RunRow", "Store", "open_store",
+    "RunRow", "Store", "is_postgres_url", "open_store",
 ]

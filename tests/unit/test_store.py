@@ -1,12 +1,14 @@
 """Conformance suite of the store (``migrate.store.Store``) and the ledger's rules on top of it.
 
 Every test of the first parts is written against the interface and runs once per implementation
-(``IMPLEMENTATIONS``: SQLite now; PostgreSQL is one more entry). The ledger's rules (claims of live
+(``IMPLEMENTATIONS``: SQLite, and PostgreSQL on the session's real server from the ``postgres``
+fixture, each test in a namespace of its own; without the server binaries those variants skip,
+with MM_REQUIRE_POSTGRES=1 they fail). The ledger's rules (claims of live
 and dead owners, full resyncs, a new UIDVALIDITY, released rows) are checked with lists of
 ``(uid, key)`` as the engine hands them over, and once through ``reconcile_with_target`` with a
 target that lives in memory. The last part is about the SQLite file: its schema migrations (an
 existing journal upgrades in place, data kept), the key recipe check, the read-only folder map.
-No root, no server.
+The SQLite variants need no root and no server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,17 +48,41 @@ from migrate.store.sqlite import SQLiteStore, read_budget_used, read_folder_map
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# name -> opener(tmp_path) giving a fresh location; calling the opener again opens one more
-# connection to the same store (another thread or process).
-IMPLEMENTATIONS: dict[str, Callable[[Path], Callable[[], Store]]] = {
-    "sqlite": lambda tmp: (lambda: SQLiteStore(tmp / "journal.sqlite")),
+@pytest.fixture(scope="session")
+def postgres_journal_url(postgres) -> str:
+    """One database for the session's PostgreSQL variants, schema applied once; every test gets a
+    namespace of its own in it (which the conformance tests thereby check stay apart)."""
+    from migrate.store.postgres import upgrade
+
+    url = postgres.create_database()
+    upgrade(url)
+    return url
+
+
+def _sqlite(request: pytest.FixtureRequest, tmp: Path) -> Callable[[], Store]:
+    return lambda: SQLiteStore(tmp / "journal.sqlite")
+
+
+def _postgres(request: pytest.FixtureRequest, tmp: Path) -> Callable[[], Store]:
+    from migrate.store.postgres import PostgresStore
+
+    url = request.getfixturevalue("postgres_journal_url")
+    namespace = f"{request.node.name}@{uuid.uuid4().hex[:8]}"
+    return lambda: PostgresStore(url, namespace)
+
+
+# name -> opener(request, tmp_path) giving a fresh location; calling the opener again opens one
+# more connection to the same store (another thread or process).
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path], Callable[[], Store]]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
 }
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     opened: list[Store] = []
-    make = IMPLEMENTATIONS[request.param](tmp_path)
+    make = IMPLEMENTATIONS[request.param](request, tmp_path)
 
     def open_one() -> Store:
         s = make()
@@ -147,6 +174,29 @@ def test_tx_rolls_back_everything_on_error_and_nested_blocks_join(opener):
     with a.tx():  # usable again after a rollback
         a.ledger_insert(F, "k", "present", uidvalidity=7, uid=1)
     assert opener().ledger_count(F, "k") == 1
+
+
+def test_tx_takes_the_write_lock_up_front(opener):
+    """A second writer waits for the first to commit, then reads what it wrote: two processes
+    never both decide on stale reads."""
+    import threading
+
+    a, b = opener(), opener()
+    entered, seen = threading.Event(), []
+
+    def second_writer() -> None:
+        with b.tx():
+            entered.set()
+            seen.append(b.ledger_count(F, "k"))
+            b.ledger_insert(F, "k", "claimed", owner="b")
+
+    with a.tx():
+        a.ledger_insert(F, "k", "claimed", owner="a")
+        t = threading.Thread(target=second_writer)
+        t.start()
+        assert not entered.wait(0.5)  # without the lock it would be in by now
+    t.join(60)
+    assert seen == [1] and a.ledger_count(F, "k") == 2
 
 
 def test_write_methods_commit_on_their_own(opener):
