@@ -17,7 +17,7 @@ from .engine.progress import Progress
 from .gate import WriteGate
 from .journal import default_journal_path, job_id_for
 from .notify.options import NotifyOptions
-from .report import JobReport
+from .report import JobReport, utcnow
 from .sides import Side, SideOptions, build_side
 
 
@@ -95,9 +95,102 @@ def start_import(req: ImportRequest, *, on_event: Callable[[events.Event], None]
                  sides: tuple[Side, Side] | None = None) -> JobHandle:
     """Start the import ``req`` describes and return its handle (``migrate.engine.JobHandle``:
     ``cancel()``, ``state``, ``report``, ``wait()``, ``events()``). The job only: the report file
-    and the confirmation mail are ``run_import``'s."""
+    and the confirmation mail are ``run_import``'s; the start mail of a long job goes from here."""
     src, dst = _sides(req, sides)
-    return start(spec_for(req, src, dst), on_event=on_event, stream=stream, progress=progress)
+    spec = spec_for(req, src, dst)
+    progress = progress or Progress()
+    on_event = with_start_mail(on_event, req, src, dst, spec, progress)
+    return start(spec, on_event=on_event, stream=stream, progress=progress)
+
+
+class StartMail:
+    """An ``on_event`` hook: when the fit check's finish time (under a daily budget) or the first
+    progress estimate says the job takes longer than ``migrate.notify.start.threshold_s()``, the
+    job's confirmation-mail recipients get one "your import has started" mail, once per job (the
+    journal records it). It is sent in the job's thread, before or while copying: one short mail."""
+
+    def __init__(self, req: ImportRequest, src: Side, dst: Side, spec: JobSpec, progress: Progress) -> None:
+        from .notify.start import threshold_s
+
+        self.req, self.src, self.dst, self.spec, self.progress = req, src, dst, spec, progress
+        self.threshold = threshold_s()
+        self.decided = False
+        self.note: str | None = None  # what happened to the start mail
+
+    def __call__(self, event: events.Event) -> None:
+        from .notify.start import from_fit, from_progress, is_long
+
+        if self.decided:
+            return
+        if isinstance(event, events.FitChecked):
+            if event.fit.outcome == "does_not_fit" and not self.spec.force:
+                self.decided = True  # the job ends here
+                return
+            windows = self.progress.budget_windows() if self.progress.budget_windows is not None else []
+            estimate = from_fit(event.fit, windows)
+            if not is_long(estimate, self.threshold):
+                return  # the first progress estimate decides
+        elif isinstance(event, events.Progress):
+            estimate = from_progress(self.progress.snapshot())
+            if estimate is None:
+                return  # no rate measured yet
+        else:
+            return
+        self.decided = True
+        if is_long(estimate, self.threshold):
+            assert estimate is not None
+            self.note = self._send(estimate)
+
+    def _send(self, estimate: object) -> str:
+        from .errors import MigrateError
+        from .notify.deliver import _settings, smtp_plan
+        from .notify.send import recipients_for
+        from .notify.start import deliver_start
+
+        opts = self.req.notify
+        assert opts is not None
+        spec, dst = self.spec, self.dst
+        try:
+            plan = smtp_plan(opts, preset_smtp=dst.smtp, target_login=dst.login,
+                             target_password_ref=self.req.target.password)
+            if plan is None:
+                return "start mail: not sent (no SMTP server known for the target)"
+            recipients = recipients_for(JobReport(job_id=spec.job_id, source=spec.source_label,
+                                                  target=spec.target_label, source_email=spec.source_email,
+                                                  target_email=spec.target_email, started_at=utcnow()), opts.extra)
+            sender = opts.sender or plan.username or (recipients[-1] if recipients else "")
+            if "@" not in sender and recipients:
+                sender = recipients[-1]
+
+            def settings():  # type: ignore[no-untyped-def]
+                if opts.smtp_host and opts.smtp_password:
+                    return _settings(plan, resolve_secret(opts.smtp_password, what="--smtp-password"))
+                if not opts.smtp_host:
+                    return _settings(plan, dst.password, dst.oauth_token)  # the target's own sign-in
+                return _settings(plan, None)
+
+            return deliver_start(spec.journal_path, spec.job_id, source=spec.source_email or spec.source_label,
+                                 target=spec.target_email or spec.target_label, recipients=recipients,
+                                 lang=opts.lang, sender=sender, estimate=estimate,  # type: ignore[arg-type]
+                                 settings=settings, plan=plan)
+        except MigrateError as exc:
+            return f"start mail: NOT sent ({exc.message})"
+
+
+def with_start_mail(on_event: Callable[[events.Event], None] | None, req: ImportRequest, src: Side, dst: Side,
+                    spec: JobSpec, progress: Progress) -> Callable[[events.Event], None] | None:
+    """``on_event`` and, for a real run that mails (``req.notify``), the start-mail hook."""
+    opts = req.notify
+    if opts is None or not opts.enabled or opts.when == "never" or req.dry_run:
+        return on_event
+    hook = StartMail(req, src, dst, spec, progress)
+    if on_event is None:
+        return hook
+
+    def both(event: events.Event) -> None:
+        hook(event)
+        on_event(event)
+    return both
 
 
 def run_import(req: ImportRequest, progress: Progress | None = None,
@@ -117,7 +210,7 @@ def run_import(req: ImportRequest, progress: Progress | None = None,
     progress = progress or Progress()
     try:
         with live_progress(progress, req.progress):
-            handle = start(spec, on_event=on_event, progress=progress)
+            handle = start(spec, on_event=with_start_mail(on_event, req, src, dst, spec, progress), progress=progress)
             try:
                 report = handle.wait()
             except KeyboardInterrupt:

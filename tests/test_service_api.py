@@ -46,6 +46,7 @@ def srv(dovecot):
 
 def make_app(home, srv, *, jobs: int = 2, **kw):
     kw.setdefault("target_port", srv.port)
+    kw.setdefault("allow_source_networks", ("127.0.0.0/8",))  # the test sources are local
     return create_app(ServiceConfig(target_host="127.0.0.1", target_security="none",
                                     home=home, jobs=jobs, admin_token=ADMIN, retry_base=0.05, imap_timeout=20.0,
                                     **kw))
@@ -489,7 +490,7 @@ def test_finished_import_progress_is_complete(home, srv, new_user):
     assert done["state"] == "done"
     assert done["progress"] == {"phase": "finished", "messages_done": 7, "messages_total": 7,
                                 "bytes_done": done["totals"]["bytes"], "bytes_total": done["totals"]["bytes"],
-                                "percent": 100.0, "eta_s": None, "current_folder": None}
+                                "percent": 100.0, "eta_s": None, "eta_text": None, "current_folder": None}
     assert done["failures"] == [] and done["batch_id"] is None
 
 
@@ -709,7 +710,8 @@ def test_serve_cli_options_and_errors(tmp_path):
     out = serve("--help").stdout
     for option in ("--host", "--port", "--jobs", "--target-provider", "--target-host", "--target-port",
                    "--target-security", "--target-ca-file", "--smtp-host", "--smtp-port", "--smtp-security",
-                   "--smtp-user", "--smtp-password", "--smtp-ca-file", "--mail-from"):
+                   "--smtp-user", "--smtp-password", "--smtp-ca-file", "--mail-from", "--allow-source-network",
+                   "--cookie-secure"):
         assert option in out, option
     cases = [((), "exactly one"),
              (("--target-host", "a.example", "--target-provider", "gmx"), "exactly one"),
@@ -717,7 +719,9 @@ def test_serve_cli_options_and_errors(tmp_path):
              (("--target-provider", "outlook"), "does not accept passwords"),
              (("--target-host", "a.example", "--smtp-password", "env:MM_UNSET_X_2"), "MM_UNSET_X_2 is not set"),
              (("--target-host", "a.example", "--mail-from", "nobody"), "--mail-from"),
-             (("--target-host", "a.example", "--smtp-port", "0"), "a port must be 1-65535")]
+             (("--target-host", "a.example", "--smtp-port", "0"), "a port must be 1-65535"),
+             (("--target-host", "a.example", "--allow-source-network", "10.0.0.0/33"),
+              "--allow-source-network 10.0.0.0/33 is not a network")]
     for args, needle in cases:
         r = serve(*args)
         lines = r.stderr.strip().splitlines()
@@ -732,7 +736,8 @@ def test_progress_of_each_phase():
 
     queued = progress_of("queued", None)
     assert queued == {"phase": "queued", "messages_done": 0, "messages_total": None, "bytes_done": 0,
-                      "bytes_total": None, "percent": None, "eta_s": None, "current_folder": None}
+                      "bytes_total": None, "percent": None, "eta_s": None, "eta_text": None,
+                      "current_folder": None}
     assert progress_of("waiting_signin", None)["phase"] == "queued"
     assert progress_of("running", None)["phase"] == "planning"
     snap = {"phase": "scanning", "done_messages": 0, "total_messages": 40, "bytes_done": 0, "total_bytes": 900,
@@ -743,9 +748,14 @@ def test_progress_of_each_phase():
         ("scanning", 40, None, None)
     assert scanning["current_folder"] == "INBOX"
     copying = progress_of("running", {**snap, "phase": "copying", "done_messages": 10, "bytes_done": 300,
-                                      "total_bytes": 1000, "percent": 30, "eta_s": 12})
+                                      "total_bytes": 1000, "percent": 30, "eta_s": 12,
+                                      "eta_text": "about 2 days: Gmail allows 2.5 GB a day; 6.1 GB to go"})
     assert copying == {"phase": "copying", "messages_done": 10, "messages_total": 40, "bytes_done": 300,
-                       "bytes_total": 1000, "percent": 30.0, "eta_s": 12, "current_folder": "INBOX"}
+                       "bytes_total": 1000, "percent": 30.0, "eta_s": 12,
+                       "eta_text": "about 2 days: Gmail allows 2.5 GB a day; 6.1 GB to go", "current_folder": "INBOX"}
+    waiting = progress_of("waiting", {**snap, "phase": "copying", "done_messages": 10})
+    assert (waiting["phase"], waiting["messages_done"], waiting["messages_total"], waiting["eta_text"]) == \
+        ("waiting", 10, 40, None)  # stopped at a daily budget: its counts stay shown
     stopped = progress_of("cancelled", {**snap, "phase": "copying", "percent": 30, "total_bytes": 1000})
     assert (stopped["phase"], stopped["percent"], stopped["eta_s"], stopped["current_folder"]) == \
         ("finished", 30.0, None, None)

@@ -44,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ..api import ImportRequest, notify_job, spec_for
+from ..api import ImportRequest, notify_job, spec_for, with_start_mail
 from ..engine import JobHandle, JobSpec
 from ..engine.budget import sleep_until
 from ..engine.progress import Progress
@@ -350,7 +350,9 @@ def run_batch(rows: list[BatchRow], *, parallel: int = 4, connections: int = 4,
     def work(st: _Row) -> None:
         assert st.spec is not None
         st.progress = Progress()
-        st.job = JobHandle(st.spec, progress=st.progress)  # Ctrl-C cancels it from now on
+        assert st.req is not None and st.src is not None and st.dst is not None
+        start_mail = with_start_mail(None, st.req, st.src, st.dst, st.spec, st.progress)  # a long row says so
+        st.job = JobHandle(st.spec, on_event=start_mail, progress=st.progress)  # Ctrl-C cancels it from now on
         if stop.is_set():
             return
         try:

@@ -196,6 +196,8 @@ def resend(journal_path: Path, job: str | None, *, password: Secret | None, incl
     out: list[str] = []
     try:
         for row in j.notifications(job, include_sent=include_sent):
+            if row.kind == "start":  # a late "your import has started" says nothing useful
+                continue
             try:
                 stored = json.loads(row.smtp) if row.smtp else None
                 plan = corrected_plan(SmtpPlan(**stored) if stored else None, smtp)

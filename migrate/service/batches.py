@@ -10,13 +10,25 @@ operator gives each target's password in the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import providers
 from ..csvbatch.reader import CsvInvalid, FixedTarget, read_batch_text
-from .db import FINAL, WAITING
+from ..errors import MigrateError
+from .db import BUDGET_WAITING, FINAL, WAITING
+from .network import SourceNetworks, is_preset_host
 
 MAX_ROWS = 25
+
+
+def api_not_mine(email: str) -> str:
+    """A row's target that is not one of the person's mailboxes, as the API says it."""
+    return f"{email} is not one of your mailboxes: add it to your sign-in first (POST /api/mailboxes), or leave this row out"
+
+
+SIGNIN_NAMES = {"google": "Google", "microsoft": "Microsoft"}
 
 
 class BatchInvalid(Exception):
@@ -44,19 +56,23 @@ class PlannedRow:
 
 
 def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
-              mailboxes: dict[str, tuple[str, str]] | None, lang: str) -> list[PlannedRow]:
+              mailboxes: dict[str, tuple[str, str]] | None, lang: str,
+              networks: SourceNetworks | None = None, signin_offered: Callable[[str], bool] = lambda _kind: True,
+              not_mine: Callable[[str], str] = api_not_mine) -> list[PlannedRow]:
     """Check the whole CSV for a caller and plan its jobs; ``BatchInvalid`` lists every problem.
 
     ``target``: the service's mail system (provider, host, port, security). ``mailboxes``: the
-    person's mailboxes (lowercase address -> (address, password)), None for an operator."""
+    person's mailboxes (lowercase address -> (address, password)), None for an operator.
+    ``networks``: the check of source servers; ``signin_offered(kind)``: whether Google/Microsoft
+    sign-in is set up (a row without password waits for it); ``not_mine(email)``: what a row
+    whose target is not one of the person's mailboxes says (the API's way, or the page's)."""
 
     def check(email: str, password: str | None) -> list[tuple[str, str]]:
         if mailboxes is None:
             return [] if password else [("password", "required: give the password of each target mailbox")]
         problems = []
         if email.lower() not in mailboxes:
-            problems.append(("email", f"{email} is not one of your mailboxes: add it to your sign-in first "
-                                      "(POST /api/mailboxes), or leave this row out"))
+            problems.append(("email", not_mine(email)))
         if password:
             problems.append(("password", "leave it empty: the service uses the password you signed in with"))
         return problems
@@ -70,6 +86,10 @@ def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
     except CsvInvalid as exc:
         raise BatchInvalid([{"line": p.line, "message": f"{p.column}: {p.message}" if p.column else p.message}
                             for p in exc.problems]) from None
+    errors = [{"line": row.line, "message": message} for row in rows
+              for message in _source_problems(row.source, row.source.password_ref, networks, signin_offered)]
+    if errors:
+        raise BatchInvalid(errors)
     planned = []
     for row in rows:
         s, t = row.source, row.target
@@ -86,15 +106,42 @@ def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
     return planned
 
 
+def _source_problems(source: Any, password: str | None, networks: SourceNetworks | None,
+                     signin_offered: Callable[[str], bool]) -> list[str]:
+    """What the service refuses in a row's source that the CSV reader accepts: a server on an
+    internal network, or a row waiting for a Google/Microsoft sign-in the service does not offer
+    (it would wait forever)."""
+    problems = []
+    if networks is not None and not is_preset_host(source.provider, source.host):
+        try:
+            networks.check_submitted(source.provider, source.host, source.port)
+        except MigrateError as exc:
+            problems.append(f"source_host: {exc.message}")
+    if password is None:
+        try:
+            preset = providers.get(source.provider)
+        except MigrateError:
+            preset = None
+        kind = getattr(preset, "oauth", None)
+        if preset is not None and kind in SIGNIN_NAMES and not signin_offered(kind):
+            instead = ("give an app password" if {"password", "app-password"} & set(preset.auth)
+                       else "this service cannot import from it")
+            problems.append(f"{preset.short_title} rows without a password need {SIGNIN_NAMES[kind]} sign-in, "
+                            f"which this service does not offer: {instead}")
+    return problems
+
+
 def batch_state(states: list[str]) -> str:
     """A batch's state from its rows': running while any runs (or some are done and some wait
-    their turn), queued, waiting_signin (only rows waiting for a sign-in are left), then the
-    end: done (all done), failed, cancelled (all of them), else partial."""
+    their turn), queued, waiting (rows wait for a daily budget), waiting_signin (only rows
+    waiting for a sign-in are left), then the end: done (all done), failed, cancelled (all of them), else partial."""
     active = [s for s in states if s not in FINAL]
     if "running" in active or ("queued" in active and len(active) < len(states)):
         return "running"
     if "queued" in active:
         return "queued"
+    if BUDGET_WAITING in active:
+        return BUDGET_WAITING
     if WAITING in active:
         return WAITING
     if active:
@@ -116,7 +163,7 @@ def batch_view(batch: dict[str, Any], views: list[tuple[int | None, dict[str, An
     rows = []
     for line, v in views:
         rows.append({"line": line, "source": v["source"], "target": v["target"], "import_id": v["id"],
-                     "state": v["state"], "totals": v["totals"]})
+                     "state": v["state"], "totals": v["totals"], "resume_at": v.get("resume_at")})
         for k in TOTAL_KEYS:
             totals[k] += int(v["totals"].get(k) or 0)
     return {"id": batch["id"], "state": batch_state([r["state"] for r in rows]), "created_at": created_at,

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     batch_id TEXT,
     batch_line INTEGER,
-    progress TEXT
+    progress TEXT,
+    resume_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
@@ -56,11 +57,13 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 # Columns added after the first release: (table, column, declaration) for databases made before.
-_ADDED_COLUMNS = (("jobs", "batch_id", "TEXT"), ("jobs", "batch_line", "INTEGER"), ("jobs", "progress", "TEXT"))
+_ADDED_COLUMNS = (("jobs", "batch_id", "TEXT"), ("jobs", "batch_line", "INTEGER"), ("jobs", "progress", "TEXT"),
+                  ("jobs", "resume_at", "REAL"))
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "partial", "failed", "cancelled")
 WAITING = "waiting_signin"  # a Google/Microsoft source without a password: runs once signed in
+BUDGET_WAITING = "waiting"  # stopped at a provider's daily budget: queued again at resume_at, secrets kept
 
 
 _INSERT_JOB = ("INSERT INTO jobs (id, owner, created_by, state, request, source_secret, target_secret, created_at, "
@@ -169,12 +172,33 @@ class Store:
             row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
-            if row["state"] in ("queued", WAITING):
+            if row["state"] in ("queued", WAITING, BUDGET_WAITING):
                 self._db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
                                  "source_secret = NULL, target_secret = NULL WHERE id = ?", (time.time(), job_id))
             elif row["state"] == "running":
                 self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             return str(row["state"])
+
+    def wait_for_budget(self, job_id: str, report: dict[str, Any], error: str | None, resume_at: float, *,
+                        progress: dict[str, Any] | None = None) -> bool:
+        """running -> waiting until ``resume_at`` (a daily budget is used up); the secrets stay
+        sealed for the run that goes on. False if the job is no longer running."""
+        cur = self._exec("UPDATE jobs SET state = ?, report = ?, error = ?, resume_at = ?, "
+                         "progress = COALESCE(?, progress) WHERE id = ? AND state = 'running'",
+                         (BUDGET_WAITING, json.dumps(report), error, resume_at,
+                          json.dumps(progress) if progress is not None else None, job_id))
+        return cur.rowcount == 1
+
+    def budget_waits(self) -> list[tuple[str, float]]:
+        """(id, resume_at) of every job waiting for a daily budget."""
+        rows = self._all("SELECT id, resume_at FROM jobs WHERE state = ? ORDER BY resume_at", (BUDGET_WAITING,))
+        return [(r["id"], float(r["resume_at"] or 0)) for r in rows]
+
+    def resume_waiting(self, job_id: str) -> bool:
+        """waiting -> queued (its budget allows more now); False if it is no longer waiting (cancelled)."""
+        cur = self._exec("UPDATE jobs SET state = 'queued', error = NULL, resume_at = NULL "
+                         "WHERE id = ? AND state = ?", (job_id, BUDGET_WAITING))
+        return cur.rowcount == 1
 
     def save_progress(self, job_id: str, report: dict[str, Any]) -> None:
         self._exec("UPDATE jobs SET report = ? WHERE id = ?", (json.dumps(report), job_id))

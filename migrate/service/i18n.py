@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 
 from .app import LANGS
 
@@ -212,6 +213,34 @@ _TEXTS: dict[str, tuple[str, str, str, str]] = {
     "state_cancelled": ("Cancelled", "Abgebrochen", "Annulée", "Annullata"),
     "state_waiting_signin": ("Waiting for sign-in", "Wartet auf Anmeldung", "En attente de connexion",
                              "In attesa di accesso"),
+    "state_waiting": ("Waiting for a daily limit", "Wartet auf das Tageslimit", "En attente de la limite journalière",
+                      "In attesa del limite giornaliero"),
+    "phase_waiting": ("Paused until the provider allows more", "Pausiert, bis der Anbieter mehr erlaubt",
+                      "En pause jusqu'à ce que le fournisseur en permette plus",
+                      "In pausa finché il provider non consente di più"),
+    # --- daily budgets and the fit check (issue 15) ------------------------------------------------
+    "waiting_heading": ("Waiting", "Wartet", "En attente", "In attesa"),
+    "waiting_resume": ("Going on by itself at {time} (in {left}).", "Geht von selbst weiter um {time} (in {left}).",
+                       "Reprend toute seule à {time} (dans {left}).", "Riprende da sola alle {time} (tra {left})."),
+    "waiting_resume_now": ("Going on now.", "Geht jetzt weiter.", "Reprend maintenant.", "Riprende ora."),
+    "waiting_why": ("Why: {detail}", "Grund: {detail}", "Pourquoi : {detail}", "Perché: {detail}"),
+    "fit_heading": ("Fit check", "Platzprüfung", "Vérification de la place", "Verifica dello spazio"),
+    "fit_label": ("Will it fit?", "Passt es?", "Est-ce que ça tient ?", "Ci sta?"),
+    "fit_fits": ("It fits", "Es passt", "Ça tient", "Ci sta"),
+    "fit_too_big": ("It fits, but some messages are too big for the new mailbox",
+                    "Es passt, aber einige Nachrichten sind zu groß für das neue Postfach",
+                    "Ça tient, mais certains messages sont trop gros pour la nouvelle boîte",
+                    "Ci sta, ma alcuni messaggi sono troppo grandi per la nuova casella"),
+    "fit_does_not_fit": ("It does not fit", "Es passt nicht", "Ça ne tient pas", "Non ci sta"),
+    "fit_to_copy": ("To copy: {messages} messages, {size}", "Zu kopieren: {messages} Nachrichten, {size}",
+                    "À copier : {messages} messages, {size}", "Da copiare: {messages} messaggi, {size}"),
+    "fit_free": ("Free in the new mailbox: {size}", "Frei im neuen Postfach: {size}",
+                 "Libre dans la nouvelle boîte : {size}", "Libero nella nuova casella: {size}"),
+    "fit_too_big_list": ("Too big to copy (these fail alone):", "Zu groß zum Kopieren (nur diese schlagen fehl):",
+                         "Trop gros pour être copiés (seuls ceux-ci échouent) :",
+                         "Troppo grandi da copiare (falliscono solo questi):"),
+    "fit_finish": ("Finish time: {text}", "Fertig: {text}", "Fin prévue : {text}", "Fine prevista: {text}"),
+    "duration_days": ("{d} days", "{d} Tage", "{d} jours", "{d} giorni"),
     "phase_queued": ("Waiting for a free slot", "Wartet auf einen freien Platz", "En attente d'une place libre",
                      "In attesa di un posto libero"),
     "phase_planning": ("Connecting and reading the folders", "Verbinden und Ordner lesen",
@@ -362,6 +391,31 @@ _TEXTS: dict[str, tuple[str, str, str, str]] = {
         "Diese Seite gibt es nicht, oder sie gehört jemand anderem.",
         "Cette page n'existe pas ou appartient à quelqu'un d'autre.",
         "Questa pagina non esiste oppure appartiene a qualcun altro."),
+    "error_title_405": ("Not possible here", "Hier nicht möglich", "Impossible ici", "Non possibile qui"),
+    "error_405": (
+        "This page cannot be used this way. Go back to the start page and try again from there.",
+        "Diese Seite lässt sich so nicht verwenden. Gehen Sie zur Startseite zurück und versuchen Sie es von "
+        "dort aus erneut.",
+        "Cette page ne s'utilise pas ainsi. Revenez à la page d'accueil et réessayez à partir de là.",
+        "Questa pagina non si usa in questo modo. Torna alla pagina iniziale e riprova da lì."),
+    "err_private_source": (
+        "The server {host} is on a private network: this service does not connect there. Give the public "
+        "name of your old mail server.",
+        "Der Server {host} liegt in einem privaten Netz: Dieser Dienst verbindet sich nicht dorthin. Geben Sie "
+        "den öffentlichen Namen Ihres alten Mailservers an.",
+        "Le serveur {host} se trouve sur un réseau privé : ce service ne s'y connecte pas. Indiquez le nom "
+        "public de votre ancien serveur de messagerie.",
+        "Il server {host} si trova in una rete privata: questo servizio non vi si collega. Indica il nome "
+        "pubblico del tuo vecchio server di posta."),
+    "batch_not_your_mailbox": (
+        "{email} is not one of your mailboxes: add that mailbox first under 'Add another of your mailboxes' "
+        "on the start page, or leave this row out.",
+        "{email} ist keines Ihrer Postfächer: Fügen Sie dieses Postfach zuerst auf der Startseite unter „Ein "
+        "weiteres Ihrer Postfächer hinzufügen“ hinzu, oder lassen Sie diese Zeile weg.",
+        "{email} n'est pas l'une de vos boîtes aux lettres : ajoutez d'abord cette boîte sur la page d'accueil, "
+        "sous « Ajouter une autre de vos boîtes aux lettres », ou retirez cette ligne.",
+        "{email} non è una delle tue caselle: aggiungi prima questa casella nella pagina iniziale, in «Aggiungi "
+        "un'altra delle tue caselle», oppure togli questa riga."),
     "error_title_403": ("Not allowed", "Nicht erlaubt", "Non autorisé", "Non consentito"),
     "error_csrf": (
         "This form has expired or was not sent from this site. Reload the page and try again.",
@@ -580,6 +634,28 @@ class Translator:
         if minutes < 60:
             return self("eta", time=self("duration_min", m=minutes))
         return self("eta", time=self("duration_h_min", h=minutes // 60, m=minutes % 60))
+
+    def duration(self, seconds: float) -> str:
+        """A duration in this language: "12 min", "5 h 3 min", "2 days"."""
+        minutes = max(1, math.ceil(seconds / 60))
+        if minutes < 60:
+            return self("duration_min", m=minutes)
+        if minutes < 48 * 60:
+            return self("duration_h_min", h=minutes // 60, m=minutes % 60)
+        return self("duration_days", d=round(minutes / 1440))
+
+    def resume_line(self, iso: str | None) -> str:
+        """When a job waiting for a daily budget goes on: "Going on by itself at 00:00 UTC (in 5 h 0 min)."
+        (by the budgets' clock, which is the one that decides)."""
+        if not iso:
+            return ""
+        from ..engine.budget import utc_now
+
+        at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        left = (at - utc_now()).total_seconds()
+        if left <= 0:
+            return self("waiting_resume_now")
+        return self("waiting_resume", time=f"{at:%H:%M} UTC", left=self.duration(left))
 
     def state(self, state: str) -> str:
         key = f"state_{state}"

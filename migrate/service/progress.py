@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .db import FINAL
+from .db import BUDGET_WAITING, FINAL
 
 MAX_FAILURES = 500  # a view lists at most this many failed messages (``failures_truncated``: the rest)
 SSE_INTERVAL_S = 0.5  # at most ~2 progress events a second
@@ -24,7 +24,7 @@ SSE_KEEPALIVE_S = 15.0
 def progress_of(state: str, snapshot: dict[str, Any] | None, totals: dict[str, int] | None = None
                 ) -> dict[str, Any]:
     """``{"phase", "messages_done", "messages_total", "bytes_done", "bytes_total", "percent",
-    "eta_s", "current_folder"}`` of a job in ``state``, from the engine's snapshot (live, or the
+    "eta_s", "eta_text", "current_folder"}`` of a job in ``state``, from the engine's snapshot (live, or the
     one stored when the job ended; None: the job never got that far). ``totals``: the view's
     totals, what a finished job without a snapshot (an earlier version's) shows."""
     if state in FINAL and snapshot is None and totals:
@@ -36,11 +36,13 @@ def progress_of(state: str, snapshot: dict[str, Any] | None, totals: dict[str, i
         phase = str(snapshot.get("phase") or "planning")
     elif state == "running":
         phase = "planning"  # claimed, the job is being started
+    elif state == BUDGET_WAITING:
+        phase = "waiting"  # stopped at a daily budget: its counts so far stay shown
     else:
         phase = "queued"  # queued, or waiting for a sign-in
     snap = snapshot or {}
     copying = phase == "copying" or (phase == "finished" and snap.get("phase") == "copying")
-    counted = phase in ("scanning", "copying") or (phase == "finished" and bool(snap))
+    counted = phase in ("scanning", "copying") or (phase in ("finished", "waiting") and bool(snap))
     current = (snap.get("current") or []) if phase not in ("queued", "finished") else []
     pct = snap.get("percent") if copying else None
     if phase == "finished" and state == "done":
@@ -53,6 +55,8 @@ def progress_of(state: str, snapshot: dict[str, Any] | None, totals: dict[str, i
         "bytes_total": int(snap["total_bytes"]) if copying and "total_bytes" in snap else None,
         "percent": float(pct) if pct is not None else None,
         "eta_s": snap.get("eta_s") if phase == "copying" else None,
+        # the engine's sentence when a daily budget makes the job long: "about 2 days: Gmail allows ..."
+        "eta_text": snap.get("eta_text") if phase == "copying" else None,
         "current_folder": current[0] if current else None,
     }
 
@@ -99,3 +103,20 @@ async def view_events(view_of: Callable[[], dict[str, Any] | None], *, interval_
             quiet_since = clock()
             yield ": keep-alive\n\n"
         await asyncio.sleep(interval_s)
+
+
+_FIT_KEYS = ("outcome", "text", "to_copy_bytes", "to_copy_messages", "free_bytes", "largest", "finish", "forced")
+TOO_BIG_SHOWN = 50
+
+
+def fit_of(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The fit check of a (JSON) report as the view shows it, None before the job got there:
+    ``{"outcome", "text", "to_copy_bytes", "to_copy_messages", "free_bytes", "largest",
+    "finish", "forced", "too_big": [{"folder", "uid", "size", "subject"}]}``."""
+    fit = (report or {}).get("fit")
+    if not fit:
+        return None
+    out = {k: fit.get(k) for k in _FIT_KEYS}
+    out["too_big"] = [{k: m.get(k) for k in ("folder", "uid", "size", "subject")}
+                      for m in (fit.get("too_big") or [])[:TOO_BIG_SHOWN]]
+    return out

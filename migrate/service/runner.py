@@ -3,7 +3,12 @@
 A job's passwords are unsealed only in the worker that runs it, handed to the engine as
 ``Secret``s, and erased from the database when the job ends. Jobs that are queued or running
 when the service stops stay queued (running ones are cancelled cooperatively, their secrets
-kept) and are started again by the next instance: the engine resumes from its journal."""
+kept) and are started again by the next instance: the engine resumes from its journal.
+
+A job that stops at a provider's daily budget (report status "waiting") waits in state
+``waiting`` with its secrets and ``resume_at``; the scheduler thread queues it again at that
+time, also after a restart (the time is stored). Its clock is the budgets' clock
+(``migrate.engine.budget.utc_now``), so a test that moves one moves both."""
 
 from __future__ import annotations
 
@@ -12,11 +17,13 @@ import json
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..accounts import Secret
 from ..api import ImportRequest, notify_job, spec_for, start_import
 from ..engine import JobHandle
+from ..engine import budget as _budget
 from ..errors import MigrateError, redact
 from ..gate import WriteGate
 from ..journal import default_journal_path, state_home
@@ -24,20 +31,32 @@ from ..report import JobReport, to_jsonable
 from ..sides import Side, SideOptions, build_side
 from .config import ServiceConfig
 from .crypto import SecretBox
-from .db import Store
+from .db import BUDGET_WAITING, Store
+from .network import guard_source
 from .oauth_web import JobToken, job_token, parse_record
 
 log = logging.getLogger(__name__)
 
 _STOPPING = "the import service is stopping (the job resumes when it starts again)"
 _CANCELLED = "cancelled"
+_LOOK_AGAIN_S = 60.0  # the scheduler looks at the clock at least this often (a machine that slept)
+
+
+def _budget_clock() -> float:
+    return _budget.utc_now().timestamp()  # looked up at each call: a test's clock applies
 
 
 class Runner:
-    def __init__(self, cfg: ServiceConfig, store: Store, box: SecretBox) -> None:
+    def __init__(self, cfg: ServiceConfig, store: Store, box: SecretBox, *,
+                 clock: Callable[[], float] = _budget_clock) -> None:
         self.cfg = cfg
         self.store = store
         self.box = box
+        self.networks = cfg.source_networks()  # where sources may be (the operator's allowances)
+        self.clock = clock  # seconds since the epoch, as resume_at is stored
+        self._due: dict[str, float] = {}  # waiting job -> resume_at (under _wake)
+        self._wake = threading.Condition()
+        self._scheduler: threading.Thread | None = None
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._handles: dict[str, JobHandle] = {}
@@ -54,6 +73,10 @@ class Runner:
             t = threading.Thread(target=self._work, name=f"import-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        for job_id, resume_at in self.store.budget_waits():  # due ones are queued at once
+            self.schedule(job_id, resume_at)
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="import-scheduler", daemon=True)
+        self._scheduler.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
@@ -61,6 +84,9 @@ class Runner:
             handles = list(self._handles.values())
         for h in handles:
             h.cancel(_STOPPING)
+        self.wake()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout)
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
@@ -69,8 +95,40 @@ class Runner:
     def submit(self, job_id: str) -> None:
         self._queue.put(job_id)
 
+    # --- jobs waiting for a daily budget --------------------------------------------------------
+
+    def schedule(self, job_id: str, resume_at: float) -> None:
+        """Queue ``job_id`` (waiting for a budget) again at ``resume_at`` (epoch seconds)."""
+        with self._wake:
+            self._due[job_id] = resume_at
+            self._wake.notify_all()
+
+    def wake(self) -> None:
+        """Look at the clock now (the clock was moved, or the service stops)."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def _schedule_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._wake:
+                now = self.clock()
+                due = [j for j, at in self._due.items() if at <= now]
+                for j in due:
+                    del self._due[j]
+                if not due:
+                    nearest = min(self._due.values(), default=now + _LOOK_AGAIN_S)
+                    self._wake.wait(min(_LOOK_AGAIN_S, max(0.0, nearest - now)))
+                    continue
+            for job_id in due:
+                if self.store.resume_waiting(job_id):  # not if it was cancelled meanwhile
+                    log.info("import %s: the daily budget allows more: going on", job_id)
+                    self._queue.put(job_id)
+
     def cancel(self, job_id: str) -> str | None:
         was = self.store.request_cancel(job_id)
+        if was == BUDGET_WAITING:
+            with self._wake:
+                self._due.pop(job_id, None)
         if was == "running":
             with self._lock:
                 handle = self._handles.get(job_id)
@@ -110,10 +168,12 @@ class Runner:
         src = SideOptions("source", email=s["email"], username=s.get("username"), provider=s.get("provider"),
                           host=s.get("host"), port=s.get("port"), security=s.get("security"),
                           interactive=False, timeout=cfg.imap_timeout)
+        guard_source(src, self.networks)  # checked again right before each connection (DNS may change)
         dst = cfg.target_options(t["email"])
         notify = cfg.notify_options(req.get("lang") or "en", list(req.get("notify") or []))
         imp = ImportRequest(source=src, target=dst, exclude=list(req.get("exclude") or []), progress=False,
-                            notify=notify, connections=cfg.connections, retry_base=cfg.retry_base)
+                            notify=notify, connections=cfg.connections, retry_base=cfg.retry_base,
+                            force=bool(req.get("force")))
         return imp, src, dst
 
     def _run(self, job_id: str) -> None:
@@ -171,8 +231,11 @@ class Runner:
         if report.status == "interrupted" and self._stopping.is_set() and not row["cancel_requested"]:
             self.store.requeue(job_id)  # secrets kept: the next instance resumes it
             return
+        if report.status == "waiting" and report.resume_at is not None and not row["cancel_requested"]:
+            self._wait_for_budget(job_id, handle, report)  # no confirmation mail: the job is not done
+            return
         state = {"ok": "done", "partial": "partial", "failed": "failed"}.get(report.status, "failed")
-        if row["cancel_requested"] and report.status in ("interrupted", "failed"):
+        if row["cancel_requested"] and report.status in ("interrupted", "failed", "waiting"):
             state = "cancelled"
         if state != "cancelled":
             try:
@@ -182,3 +245,12 @@ class Runner:
         report.compute_totals()
         error = redact(report.error.message) if report.error is not None else None
         self.store.finish(job_id, state, to_jsonable(report), error, progress=handle.progress.snapshot())
+
+    def _wait_for_budget(self, job_id: str, handle: JobHandle, report: JobReport) -> None:
+        assert report.resume_at is not None
+        report.compute_totals()
+        error = redact(report.error.message) if report.error is not None else None
+        resume_at = report.resume_at.timestamp()
+        if self.store.wait_for_budget(job_id, to_jsonable(report), error, resume_at,
+                                      progress=handle.progress.snapshot()):
+            self.schedule(job_id, resume_at)

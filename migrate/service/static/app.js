@@ -116,6 +116,8 @@
       field("bytes").textContent = p.bytes_total === null || p.bytes_total === undefined
         ? size(p.bytes_done) : fill(texts.progress_bytes, { done: size(p.bytes_done), total: size(p.bytes_total) });
       field("eta").textContent = eta(p.eta_s);
+      const etaText = field("eta-text");
+      if (etaText) etaText.textContent = p.eta_text || ""; // the engine's sentence (budget windows)
       field("folder").textContent = p.current_folder ? fill(texts.current_folder, { folder: p.current_folder }) : "";
       for (const cell of document.querySelectorAll("[data-total]")) {
         const key = cell.dataset.total;
