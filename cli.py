@@ -855,6 +855,15 @@ def serve(
                                                                       "<URL>/oauth/callback) for 'Sign in with "
                                                                       "Microsoft' (default: "
                                                                       "MAILMIGRATE_MS_CLIENT_ID).")] = None,
+    allow_source_network: Annotated[list[str] | None, Opt(metavar="CIDR", help="Let people import from source "
+                                                                             "servers in this internal range "
+                                                                             "(repeatable; by default loopback "
+                                                                             "and private addresses are "
+                                                                             "refused).")] = None,
+    cookie_secure: Annotated[bool | None, Opt("--cookie-secure/--no-cookie-secure",
+                                              help="Secure cookies and Strict-Transport-Security, for a service "
+                                                   "reached over HTTPS (default: on when --public-url is "
+                                                   "https://).")] = None,
 ) -> None:
     """Run the import tool as a web service (HTTP API; state in $MAILMIGRATE_HOME/service.sqlite).
 
@@ -888,13 +897,16 @@ def serve(
         import uvicorn
 
         from migrate.service import ServiceConfig, create_app
+        url = public_url or f"http://{host}:{port}"
         cfg = ServiceConfig(target_host=target_host, target_provider=target_provider, target_port=target_port,
                             target_security=_value(target_security), target_ca_file=target_ca_file, jobs=jobs,
                             smtp_host=smtp_host, smtp_port=smtp_port, smtp_security=_value(smtp_security),
                             smtp_user=smtp_user, smtp_password=smtp_password, smtp_ca_file=smtp_ca_file,
-                            mail_from=mail_from, public_url=public_url or f"http://{host}:{port}",
+                            mail_from=mail_from, public_url=url,
                             signin_link_days=signin_link_days, google_client_id=google_client_id,
-                            google_client_secret=google_secret, microsoft_client_id=microsoft_client_id)
+                            google_client_secret=google_secret, microsoft_client_id=microsoft_client_id,
+                            allow_source_networks=tuple(allow_source_network or ()),
+                            cookie_secure=url.startswith("https://") if cookie_secure is None else cookie_secure)
         application = create_app(cfg)
     except MigrateError as exc:
         _fail(exc)

@@ -99,6 +99,9 @@ class ImapAccount:
     insecure: bool = False  # skip certificate verification (warned about loudly by the CLI)
     timeout: float = 60.0  # socket read timeout, seconds
     provider: str | None = None  # preset name, for hooks and limits
+    # (host, port) -> the address to connect to, or raises: the service's check of source servers
+    # (TLS still names ``host``). None: connect to ``host``.
+    address_guard: Callable[[str, int], str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def login(self) -> str:

@@ -49,6 +49,7 @@ class SideOptions:
     mbox: Path | None = None
     timeout: float = 60.0
     interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
+    address_guard: Callable[[str, int], str] | None = None  # ImapAccount.address_guard (the service's)
 
 
 class Connector:
@@ -212,7 +213,8 @@ def build_side(o: SideOptions, gate: WriteGate | None = None) -> Side:
     account = ImapAccount(email=o.email, host=host, port=port, security=security,
                           username=username, password=password, oauth_token=token,
                           oauth_mechanism=o.oauth_mechanism, ca_file=o.ca_file, insecure=o.insecure,
-                          timeout=o.timeout, provider=preset.name if preset else None)
+                          timeout=o.timeout, provider=preset.name if preset else None,
+                          address_guard=o.address_guard)
 
     side_gate = WriteGate.for_source(account.label) if o.role == "source" else gate
 

@@ -53,6 +53,7 @@ def srv(dovecot):
 
 
 def make_app(home, srv, *, jobs: int = 2, target_port: int | None = None, **kw):
+    kw.setdefault("allow_source_networks", ("127.0.0.0/8",))  # the test sources are local
     return create_app(ServiceConfig(target_host="127.0.0.1", target_port=target_port or srv.port,
                                     target_security="none", home=home, jobs=jobs, retry_base=0.05,
                                     imap_timeout=20.0, **kw))
@@ -464,7 +465,8 @@ def test_batch_page_lists_every_problem_then_runs_a_good_batch(home, srv, new_us
     src, alice = user(new_user, srv, "s"), user(new_user, srv, "a")
     seed(src, 0)
     header = BATCH_HEADER
-    with TestClient(make_app(home, srv)) as c:
+    # Google sign-in offered: a Gmail row without a password may wait for it
+    with TestClient(make_app(home, srv, google_client_id="cid", google_client_secret="gsecret")) as c:
         csrf = sign_in(c, alice)
         page = c.get("/batch", headers={"Accept-Language": "de"})
         assert 'href="/batch.csv"' in page.text and 'type="file"' in page.text

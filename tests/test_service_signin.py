@@ -147,6 +147,7 @@ class Served:
 def served(home, tsrv, fake, smtp, **kw):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    kw.setdefault("allow_source_networks", ("127.0.0.0/8",))  # the test sources are local
     cfg = ServiceConfig(target_host="127.0.0.1", target_port=tsrv.port, target_security="none", home=home,
                         jobs=kw.pop("jobs", 2), admin_token=ADMIN, retry_base=0.05, imap_timeout=20.0,
                         smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="none",

@@ -404,6 +404,7 @@ class FolderPool:
                                   self.progress, report, scan=p.group.scan, part=p.index, parts=p.count)
                 sync.run(scan_only=p.scan_only)
                 if p.scan_only:
+                    self._scanned(p)
                     self.progress.folder_state(m.source, "scanned")
                     return
             except (RetryableError, ConnectFailed):
@@ -441,6 +442,14 @@ class FolderPool:
             conns.reset()
             self.progress.folder_state(m.source, "failed")
             raise
+
+    def _scanned(self, p: Part) -> None:
+        """The scan counted the folder: its report says so now, not only once its copy ends (a
+        running job's report would otherwise show 0 for every folder still waiting its turn)."""
+        sc = p.group.scan
+        counted = len(sc.metas) or (sc.status.exists if sc.status else 0)
+        with self._lock:
+            p.group.report.source_messages = max(p.group.report.source_messages, counted)
 
     @staticmethod
     def _headway(p: Part) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -34,8 +35,13 @@ def open_client(account: ImapAccount) -> IMAPClient:
     """Connect (TLS per ``account.security``) and log in; raise classified errors only."""
     where = f"{account.host}:{account.port}"
     ctx = tls_context(account.ca_file, account.insecure) if account.security != "none" else None
+    address = account.host
+    if account.address_guard is not None:
+        address = account.address_guard(account.host, account.port)  # raises a MigrateError
+        if ctx is not None and address != account.host:
+            _keep_server_name(ctx, account.host)
     try:
-        client = IMAPClient(account.host, port=account.port, ssl=account.security == "ssl",
+        client = IMAPClient(address, port=account.port, ssl=account.security == "ssl",
                             ssl_context=ctx, timeout=account.timeout)
     except Exception as exc:
         raise classify.connect_error(exc, where) from exc
@@ -61,6 +67,18 @@ def open_client(account: ImapAccount) -> IMAPClient:
     # memory. Nothing reads it.
     client._imap.debug = 0
     return client
+
+
+def _keep_server_name(ctx: ssl.SSLContext, server_name: str) -> None:
+    """Connecting to a checked address: TLS (SNI and the certificate check) still uses the
+    server's name, for implicit TLS and STARTTLS alike (both wrap with the address as name)."""
+    wrap = ctx.wrap_socket
+
+    def wrap_named(sock: socket.socket, *args: object, **kwargs: object) -> ssl.SSLSocket:
+        kwargs["server_hostname"] = server_name
+        return wrap(sock, *args, **kwargs)  # type: ignore[arg-type]
+
+    ctx.wrap_socket = wrap_named  # type: ignore[method-assign]
 
 
 def login(client: IMAPClient, account: ImapAccount) -> None:

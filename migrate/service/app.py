@@ -27,28 +27,32 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..accounts import Secret
 from ..errors import AuthFailed, MigrateError, UsageError
 from ..gate import WriteGate
 from ..report import to_jsonable
 from ..sides import SECURITIES, SideOptions, build_side
-from .batches import MAX_ROWS, BatchInvalid, batch_view, plan_rows
+from .batches import MAX_ROWS, BatchInvalid, api_not_mine, batch_view, plan_rows
 from .config import ServiceConfig
 from .crypto import SecretBox
-from .db import WAITING, Store
-from .progress import failures_of, progress_of, view_events
+from .db import BUDGET_WAITING, WAITING, Store
+from .network import PrivateSourceServer
+from .progress import failures_of, fit_of, progress_of, view_events
 from .ratelimit import RateLimiter
 from .runner import Runner
 from .signin import DEFAULT_PROVIDER, Signin, token_checked_later
@@ -63,11 +67,16 @@ MAX_CSV_BYTES = 1_000_000
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """A refusal: ``message`` for the API; ``text`` (an i18n key and its values), when given, is
+    what the pages show instead, in the page's language."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, *,
+                 text: tuple[str, dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.text = text
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -104,6 +113,7 @@ class Service:
         self.runner: Runner | None = None
         self.limiter = RateLimiter(cfg.login_limit, cfg.login_window_s)
         self.signin = Signin(self)  # Google/Microsoft sign-in and mailed sign-in links
+        self.networks = cfg.source_networks()  # which source servers people may import from
         self.open_streams = 0  # Server-Sent Events streams being served (each ends with its client)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -289,7 +299,8 @@ class Service:
         else:
             mine = self._mailbox_secrets(caller).get(target_email.lower())
             if mine is None:
-                raise ApiError(403, "you can only import into your own mailboxes (add one with POST /api/mailboxes)")
+                raise ApiError(403, "you can only import into your own mailboxes (add one with POST /api/mailboxes)",
+                               text=("err_target", {}))
             target_email = mine[0]
             target_pw = self.box.open(mine[1])
             if target_pw is None:
@@ -304,6 +315,11 @@ class Service:
         lang = body.get("lang") or "en"
         if lang not in LANGS:
             raise ApiError(422, f"lang must be one of {', '.join(LANGS)}")
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise ApiError(422, "force must be true or false")
+        if force and not caller.operator:  # copying into a target too small for it is the operator's call
+            raise ApiError(403, "only an operator may force an import the fit check refuses: leave out force")
         # An OAuth source's secret is the person's sign-in with it, kept for the session.
         source_secrets = [self.signin.seal_source(caller, src) if src.get("oauth") else self.box.seal(str(pw))
                           for src, pw in sources]
@@ -313,14 +329,20 @@ class Service:
                                    provider=src.get("provider"), host=src.get("host"), port=src.get("port"),
                                    security=src.get("security"), password=Secret(pw) if pw else None, interactive=False,
                                    oauth_token=token_checked_later if src.get("oauth") else None)
-                await run_in_threadpool(build_side, opts, WriteGate(open=False))
+                side = await run_in_threadpool(build_side, opts, WriteGate(open=False))
+                if side.connection is not None and not side.at_preset_host:
+                    await run_in_threadpool(self.networks.check_submitted, None, side.connection.host,
+                                            side.connection.port)
+            except PrivateSourceServer as exc:
+                raise ApiError(422, f"{exc.message}: {exc.hint}",
+                               text=("err_private_source", {"host": exc.host})) from None
             except MigrateError as exc:
                 raise ApiError(422, exc.message) from None
         ids = []
         for (src, _pw), source_secret in zip(sources, source_secrets, strict=True):
             job_id = secrets.token_hex(8)
             request_doc = {"source": src, "target": {"email": target_email}, "exclude": exclude,
-                           "notify": notify, "lang": lang}
+                           "notify": notify, "lang": lang, **({"force": True} if force else {})}
             self.db.add_job(job_id, owner=target_email.lower(),
                             created_by="operator" if caller.operator else str(caller.email),
                             request=request_doc, source_secret=source_secret,
@@ -424,15 +446,19 @@ class Service:
             "error": row["error"] or ((report or {}).get("error") or {}).get("message"),
             "notification": (report or {}).get("notification"),
             "cancel_requested": bool(row["cancel_requested"]),
+            "fit": fit_of(report),
+            "resume_at": _iso(row.get("resume_at")) if row["state"] == BUDGET_WAITING else None,
             "created_at": _iso(row["created_at"]), "started_at": _iso(row["started_at"]),
             "finished_at": _iso(row["finished_at"]),
         }
 
     # --- batches --------------------------------------------------------------------------------
 
-    async def submit_batch(self, caller: Caller, csv_text: str, *, lang: str = "en") -> dict[str, Any]:
+    async def submit_batch(self, caller: Caller, csv_text: str, *, lang: str = "en",
+                           not_mine: Callable[[str], str] = api_not_mine) -> dict[str, Any]:
         """Check a batch CSV for the caller and queue one job per row (all or none); the answer
-        of ``POST /api/batches``. Raises BatchInvalid (every problem, with its line) or ApiError."""
+        of ``POST /api/batches``. Raises BatchInvalid (every problem, with its line) or ApiError.
+        ``not_mine(email)``: what a row whose target is not the caller's mailbox says."""
         if lang not in LANGS:
             raise ApiError(422, f"lang must be one of {', '.join(LANGS)}")
         if caller.operator:
@@ -445,7 +471,8 @@ class Service:
                     raise ApiError(401, "sign in again")
                 mailboxes[key] = (email, pw)
         planned = await run_in_threadpool(plan_rows, csv_text, target=self.cfg.target_connection(),
-                                          mailboxes=mailboxes, lang=lang)
+                                          mailboxes=mailboxes, lang=lang, networks=self.networks,
+                                          signin_offered=self.oauth_enabled, not_mine=not_mine)
         batch_id = secrets.token_hex(8)
         created_by = "operator" if caller.operator else str(caller.email)
         jobs = [{"id": secrets.token_hex(8), "line": row.line, "owner": row.request["target"]["email"].lower(),
@@ -455,12 +482,11 @@ class Service:
                  "target_secret": self.box.seal(row.target_password)} for row in planned]
         self.db.add_batch(batch_id, "operator" if caller.operator else str(caller.email).lower(), jobs)
         assert self.runner is not None
-        signin = getattr(self, "signin", None)
         for job in jobs:
             if job["state"] == "queued":
                 self.runner.submit(job["id"])
-            elif signin is not None:
-                signin.invite(job["id"])
+            else:  # the sign-in link goes by mail (SMTP): off the event loop
+                await run_in_threadpool(self.signin.invite, job["id"])
         views = []
         for job in jobs:
             row = self.db.job(job["id"])
@@ -637,10 +663,39 @@ def create_app(cfg: ServiceConfig | None = None) -> Starlette:
         Route("/batch.csv", svc.batch_csv, methods=["GET"]),
         *svc.signin.routes(),
     ]
-    from .web import STATIC, page_routes  # the pages build on this module
+    from .web import STATIC, error_pages, page_routes  # the pages build on this module
 
     routes += page_routes(svc)
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
-    app = Starlette(routes=routes, lifespan=svc.lifespan, exception_handlers={ApiError: on_api_error})
+    unknown = error_pages(svc)
+    app = Starlette(routes=routes, lifespan=svc.lifespan,
+                    exception_handlers={ApiError: on_api_error, 404: unknown, 405: unknown},
+                    middleware=[Middleware(SecurityHeaders, hsts=svc.cfg.cookie_secure)])
     app.state.service = svc
     return app
+
+
+class SecurityHeaders:
+    """Headers every answer carries, whichever part of the app made it: no content sniffing,
+    no Referer (a sign-in link in the address must not leave with it), and behind HTTPS
+    (``cookie_secure``) Strict-Transport-Security."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+        if hsts:
+            self.headers["Strict-Transport-Security"] = "max-age=31536000"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

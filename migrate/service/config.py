@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..notify.options import NotifyOptions
     from ..notify.send import SmtpSettings
     from ..sides import SideOptions
+    from .network import SourceNetworks
 
 
 @dataclass
@@ -40,7 +41,10 @@ class ServiceConfig:
     session_ttl_s: int = 12 * 3600
     login_limit: int = 5  # sign-in attempts per window, per address and per client
     login_window_s: float = 60.0
-    cookie_secure: bool = False  # set behind HTTPS
+    cookie_secure: bool = False  # set behind HTTPS: Secure cookies and Strict-Transport-Security
+    # Ranges (CIDR) of internal addresses people's source servers may have (network.py); none by
+    # default: a person could otherwise make the service connect into the operator's network.
+    allow_source_networks: tuple[str, ...] = ()
     imap_timeout: float = 30.0
     # Engine knobs for every job (tests make retries quick).
     retry_base: float = 1.0
@@ -98,9 +102,23 @@ class ServiceConfig:
                              hint="the address browsers use to reach this service, e.g. --public-url "
                                   "https://import.example.com")
         self.public_url = self.public_url.rstrip("/")
+        from .network import parse_networks
+
+        try:
+            parse_networks(self.allow_source_networks)
+        except ValueError as exc:
+            raise UsageError(f"--allow-source-network {exc} is not a network",
+                             hint="give a range in CIDR form, e.g. --allow-source-network 10.0.0.0/8") from None
+        self.allow_source_networks = tuple(self.allow_source_networks)
         if not 0 < self.signin_link_days <= 90:
             raise UsageError(f"--signin-link-days {self.signin_link_days:g} is out of range (more than 0, at most 90)",
                              hint="sign-in links last 7 days by default")
+
+    def source_networks(self) -> SourceNetworks:
+        """The check of people's source servers (internal addresses refused unless allowed)."""
+        from .network import SourceNetworks, parse_networks
+
+        return SourceNetworks(parse_networks(self.allow_source_networks))
 
     @property
     def db_path(self) -> Path:

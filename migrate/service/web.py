@@ -32,8 +32,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import providers
@@ -51,7 +52,7 @@ STATIC = Path(__file__).with_name("static")
 SIGNIN_COOKIE = "mm_signin"  # the sign-in form's own CSRF token (there is no session yet)
 OAUTH_KINDS = ("google", "microsoft")
 OAUTH_NAMES = {"google": "Google", "microsoft": "Microsoft"}
-ACTIVE = ("queued", "running", "waiting_signin")
+ACTIVE = ("queued", "running", "waiting", "waiting_signin")  # pages that follow a job live
 NOTICES = {"mailbox_added": "notice_mailbox_added"}  # ?notice= values a redirect may show
 
 PAGE_HEADERS = {
@@ -60,7 +61,7 @@ PAGE_HEADERS = {
                                "base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",  # a sign-in link in the address must not travel in Referer
     "Cache-Control": "no-store",
     "Vary": "Accept-Language, Cookie",
 }
@@ -386,7 +387,7 @@ class ImportPages:
             try:
                 ids = await self.svc.submit_import(caller, body)
             except ApiError as exc:
-                form.errors.append((None, exc.message))
+                form.errors.append((None, t(exc.text[0], **exc.text[1]) if exc.text else exc.message))
             else:
                 return RedirectResponse(f"/imports/{ids[0]}", status_code=303)
         return self.form_page(request, t, caller, form, status=422)
@@ -519,7 +520,8 @@ class BatchPages:
         except UnicodeDecodeError:
             return self._page(request, t, caller, error=t("err_batch_encoding"), status=422)
         try:
-            answer = await self.svc.submit_batch(caller, text, lang=t.lang)
+            answer = await self.svc.submit_batch(caller, text, lang=t.lang,
+                                                 not_mine=lambda email: t("batch_not_your_mailbox", email=email))
         except BatchInvalid as exc:
             return self._page(request, t, caller, errors=exc.errors, status=422)
         except ApiError as exc:
@@ -546,6 +548,31 @@ def _session_only(request: Request, *, method: str | None = None, csrf: bytes | 
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def error_pages(svc: Service) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The answer to a URL nothing serves (404) or a method a URL does not take (405): a
+    translated page, or ``{"error"}`` under /api/."""
+    kit = PageKit(svc)
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status, headers = exc.status_code, dict(exc.headers or {})  # 405: Allow
+        if request.url.path.startswith("/api/"):
+            message = ("no such API endpoint" if status == 404
+                       else f"{request.method} is not allowed here (allowed: {headers.get('Allow', '-')})")
+            return JSONResponse({"error": message}, status_code=status,
+                                headers={"Cache-Control": "no-store", **headers})
+
+        async def show(req: Request, t: Translator) -> Response:
+            key = "404" if status == 404 else "405"
+            return kit.problem(req, t, status, t(f"error_title_{key}"), t(f"error_{key}"))
+
+        response = await kit.page(show)(request)
+        response.headers.update(headers)
+        return response
+
+    return handler
 
 
 def page_routes(svc: Service) -> list[Route]:

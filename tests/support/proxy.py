@@ -192,6 +192,11 @@ class FaultProxy:
         return len(self._rules)
 
     @property
+    def holding(self) -> bool:
+        """Forwarding nothing now (``hold()``, or a ``hold_when`` that fired) until ``release()``."""
+        return not self._released.is_set()
+
+    @property
     def open_connections(self) -> int:
         with self._lock:
             return sum(not c.closed for c in self._conns.values())
