@@ -387,7 +387,8 @@ def _timeline(views: list[dict]) -> list[str]:
     runs = [ts(v["finished_at"]) - ts(v["started_at"]) for v in views]
     ends = sorted(ts(v["finished_at"]) - created for v in views)
     return [f"imports ran {min(runs):.2f}-{max(runs):.2f} s each (median {statistics.median(runs):.2f} s) with "
-            f"4 IMAP connections per side (the service's per-import setting); the last started "
+            f"each server's connection cap shared among the imports at once (migrate/service/connections.py); "
+            f"the last started "
             f"{max(ts(v['started_at']) for v in views) - created:.2f} s after the POST; the first ended at "
             f"{ends[0]:.2f} s, the last at {ends[-1]:.2f} s"]
 

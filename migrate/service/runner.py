@@ -30,6 +30,7 @@ from ..journal import default_journal_path, state_home
 from ..report import JobReport, to_jsonable
 from ..sides import Side, SideOptions, build_side
 from .config import ServiceConfig
+from .connections import ConnectionShares, servers_of
 from .crypto import SecretBox
 from .db import BUDGET_WAITING, Store
 from .network import guard_source
@@ -53,6 +54,7 @@ class Runner:
         self.store = store
         self.box = box
         self.networks = cfg.source_networks()  # where sources may be (the operator's allowances)
+        self.shares = ConnectionShares()  # each server's connection cap, shared by the running imports
         self.clock = clock  # seconds since the epoch, as resume_at is stored
         self._due: dict[str, float] = {}  # waiting job -> resume_at (under _wake)
         self._wake = threading.Condition()
@@ -199,17 +201,32 @@ class Runner:
             if src.label == dst.label:
                 raise MigrateError("the source and the target are the same mailbox")
             req.journal = self.cfg.home / default_journal_path(dst.label).relative_to(state_home())
-            handle = start_import(req, sides=(src, dst))
         except MigrateError as exc:
             self.store.finish(job_id, "failed", None, redact(exc.message))
             return
-        with self._lock:
-            self._handles[job_id] = handle
-        try:  # the handle stays listed until the job's end is stored: its progress shows meanwhile
-            self._finish(job_id, handle, req, src, dst)
-        finally:
+        req.connections, held = self._share_connections(src, dst)
+        try:
+            try:
+                handle = start_import(req, sides=(src, dst))
+            except MigrateError as exc:
+                self.store.finish(job_id, "failed", None, redact(exc.message))
+                return
             with self._lock:
-                self._handles.pop(job_id, None)
+                self._handles[job_id] = handle
+            try:  # the handle stays listed until the job's end is stored: its progress shows meanwhile
+                self._finish(job_id, handle, req, src, dst)
+            finally:
+                with self._lock:
+                    self._handles.pop(job_id, None)
+        finally:
+            self.shares.give_back(held)
+
+    def _share_connections(self, src: Side, dst: Side) -> tuple[int, dict]:
+        """This import's part of its servers' connection caps (``connections.py``)."""
+        with self._lock:
+            running = len(self._handles) + 1
+        contenders = min(self.cfg.jobs, running + self._queue.qsize())
+        return self.shares.take(servers_of(src, dst), wanted=self.cfg.connections, contenders=contenders)
 
     def _signed_in_source(self, job_id: str, sealed_record: str) -> JobToken:
         """Fresh access tokens from the job's refresh token; a rotated one is sealed back into the job."""
