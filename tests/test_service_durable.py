@@ -5,8 +5,8 @@ three finish by themselves: every target equals its source message by message (b
 INTERNALDATE, folder), the totals add up, the secrets are gone from the database. Also: a
 running import cancelled through the API stops within seconds and its view matches the target.
 
-"Copied something" before the kill is read on the target itself: the API's totals count a
-folder's messages only once the folder is finished (the engine merges a folder's report then).
+"Copied something" before the kill is read on the target itself, and the API's live totals of the
+two imports frozen on their source must say the same.
 
 Both ways of configuring the service are run: everything from the environment
 (MAILMIGRATE_HOME, MAILMIGRATE_ADMIN_TOKEN, MAILMIGRATE_SECRET_KEY), and nothing (state under
@@ -129,7 +129,7 @@ def poll(what: str, check: Callable[[], Any], deadline_s: float = 60.0, *,
 
 def holding(proxy: FaultProxy) -> bool:
     """The proxy forwards nothing until release() (its hold_when fired, or hold() was called)."""
-    return not proxy._released.is_set()
+    return proxy.holding
 
 
 @dataclass
@@ -329,6 +329,8 @@ def test_kill9_in_the_middle_of_three_imports(mode_name, tmp_path, dovecot, new_
         job = apis[k].job(ids[k])
         assert job["state"] == "running", job
         assert 100 <= on_target[k] < total and copied(job) < total, (on_target[k], job)
+    for k in (0, 1):  # frozen on the source: every APPEND they sent is answered and counted
+        assert copied(apis[k].job(ids[k])) == on_target[k], apis[k].job(ids[k])
 
     serve.kill9()
     # The dead process's connections go, and with them what the proxies still held of its

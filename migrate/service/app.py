@@ -431,6 +431,12 @@ class Service:
                 totals[k] += int(f.get(k) or 0)
         src = req["source"]
         snapshot = self.runner.live_progress(row["id"]) if running and self.runner is not None else None
+        if snapshot is not None:
+            # A folder's report gets its counts when a part of it ends; the engine's counters move
+            # with every batch, so a running import's totals are never behind what it did.
+            for key, live_key in (("copied", "copied"), ("skipped_duplicates", "duplicates"),
+                                  ("failed", "failed"), ("bytes", "bytes")):
+                totals[key] = max(totals[key], int(snapshot.get(live_key) or 0))
         if snapshot is None and row.get("progress"):
             snapshot = json.loads(row["progress"])
         failures, more = failures_of(report)
