@@ -80,6 +80,12 @@ class Endpoint(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: a command blocked on a server that stopped
+        answering fails at once as a lost connection (a cancelled job must not wait out its
+        timeouts). Nothing for endpoints without a connection."""
+        ...
+
 
 def statuses_one_by_one(endpoint: Endpoint, folders: Sequence[str]) -> dict[str, FolderStatus]:
     """``Endpoint.statuses`` for stores with no bulk command: ``status`` of each folder."""

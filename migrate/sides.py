@@ -12,6 +12,7 @@ import os
 import ssl
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class Connector:
         self._lock = threading.Lock()
         self._opening: threading.Thread | None = None
         self._first: Endpoint | BaseException | None = None
+        self._given: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # for ``abort``
 
     def warm(self) -> None:
         with self._lock:
@@ -93,7 +95,19 @@ class Connector:
         first = self._take()
         if isinstance(first, BaseException):
             raise first
-        return first if first is not None else self._open()
+        endpoint = first if first is not None else self._open()
+        with self._lock:
+            self._given.add(endpoint)
+        return endpoint
+
+    def abort(self) -> None:
+        """Cut every connection this connector handed out (``Endpoint.abort``): a cancelled job
+        stops at once even where a server stopped answering."""
+        with self._lock:
+            given = list(self._given)
+        for endpoint in given:
+            with contextlib.suppress(Exception):  # one that is gone already
+                endpoint.abort()
 
     def discard(self) -> None:
         """Close an endpoint opened ahead but never taken (the job ended before it connected)."""

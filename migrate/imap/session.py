@@ -137,6 +137,11 @@ class ImapEndpoint:
         if client is not None:
             wire.drop(client)
 
+    def abort(self) -> None:
+        client = self._client
+        if client is not None:
+            wire.cut(client)  # the owning thread's blocked read returns; it retires the client
+
     def close(self) -> None:
         client, self._client = self._client, None
         self._selected = None

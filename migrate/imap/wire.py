@@ -120,6 +120,13 @@ def _raise_if_dropped(exc: BaseException, who: str) -> None:
                              hint="network trouble: the job retries") from None
 
 
+def cut(client: IMAPClient) -> None:
+    """Shut the socket down without closing it (safe from another thread: a read blocked on it
+    returns at once; the thread that owns the client then drops it)."""
+    with contextlib.suppress(Exception):  # already closed: nothing to cut
+        client.socket().shutdown(socket.SHUT_RDWR)
+
+
 def drop(client: IMAPClient) -> None:
     """Close the socket without LOGOUT."""
     with contextlib.suppress(Exception):  # already closed: nothing left to release

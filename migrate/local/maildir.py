@@ -269,6 +269,9 @@ class MaildirEndpoint:
         except OSError as exc:
             raise FatalError(f"cannot change flags in {st.dir}: {exc.strerror}") from None
 
+    def abort(self) -> None:
+        pass  # files: nothing blocks on a server
+
     def close(self) -> None:
         self._folders.clear()
         journal, self._journal = self._journal, None

@@ -264,6 +264,9 @@ class MboxEndpoint:
     def close(self) -> None:
         self._indexes.clear()
 
+    def abort(self) -> None:
+        pass  # files: nothing blocks on a server
+
     # --- internals ------------------------------------------------------------------------------
 
     def _scan(self) -> dict[str, Path | None]:

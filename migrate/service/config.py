@@ -46,6 +46,7 @@ class ServiceConfig:
     # default: a person could otherwise make the service connect into the operator's network.
     allow_source_networks: tuple[str, ...] = ()
     imap_timeout: float = 30.0
+    cancel_grace_s: float = 3.0  # a cancelled job's connections are cut after this (silent servers)
     # Engine knobs for every job (tests make retries quick).
     retry_base: float = 1.0
     connections: int = 4

@@ -62,6 +62,7 @@ class Runner:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._handles: dict[str, JobHandle] = {}
+        self._sides: dict[str, tuple[Side, Side]] = {}  # a running job's sides (to cut on cancel)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -136,7 +137,28 @@ class Runner:
                 handle = self._handles.get(job_id)
             if handle is not None:
                 handle.cancel("the import was cancelled")
+                threading.Thread(target=self._cut_after_grace, args=(job_id, handle), daemon=True,
+                                 name=f"cancel-{job_id}").start()
         return was
+
+    def _cut_after_grace(self, job_id: str, handle: JobHandle) -> None:
+        """A cancelled job stops within its current batch; where a server stopped answering it
+        would wait out the IMAP timeouts instead, so after a grace its connections are cut (what
+        was copied stays copied: an APPEND cut off is settled by the next run, as after a drop)."""
+        try:
+            handle.wait(self.cfg.cancel_grace_s)
+            return
+        except TimeoutError:
+            pass
+        except Exception:  # noqa: BLE001 - the job ended (with an error): nothing to cut
+            return
+        while not handle.done:
+            with self._lock:
+                sides = self._sides.get(job_id)
+            for side in sides or ():
+                side.factory.abort()
+            with contextlib.suppress(Exception):  # TimeoutError, or the job ended with an error
+                handle.wait(1.0)  # new connections opened meanwhile are cut on the next round
 
     def live_report(self, job_id: str) -> JobReport | None:
         with self._lock:
@@ -213,11 +235,13 @@ class Runner:
                 return
             with self._lock:
                 self._handles[job_id] = handle
+                self._sides[job_id] = (src, dst)
             try:  # the handle stays listed until the job's end is stored: its progress shows meanwhile
                 self._finish(job_id, handle, req, src, dst)
             finally:
                 with self._lock:
                     self._handles.pop(job_id, None)
+                    self._sides.pop(job_id, None)
         finally:
             self.shares.give_back(held)
 

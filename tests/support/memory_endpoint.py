@@ -219,3 +219,6 @@ class MemoryEndpoint:
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        pass
