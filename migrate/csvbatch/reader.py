@@ -23,7 +23,7 @@ import re
 import shlex
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import UsageError
@@ -93,20 +93,86 @@ class FixedTarget:
     """Every row imports into this one mail system (``mailmigrate serve``'s): a row's
     target_provider, _host, _port and _security may be empty or repeat it, target_username empty
     or the address. ``check(email, password_cell)`` adds the reader's own rules about the target
-    (whose mailbox, which password) as ``(column, message)`` pairs, column without ``target_``."""
+    (whose mailbox, which password) as ``(column, message)`` pairs, column without ``target_``, or
+    as ``CsvProblem`` (whose line is replaced by the row's)."""
 
     provider: str
     host: str
     port: int
     security: str
-    check: Callable[[str, str | None], list[tuple[str, str]]] = lambda _email, _password: []
+    check: Callable[[str, str | None], list[tuple[str, str] | CsvProblem]] = lambda _email, _password: []
+
+
+# What a problem says, by its stable ``code`` (the service's pages translate these codes;
+# ``migrate/service/i18n.py`` has them in every page language with the same placeholders).
+PROBLEMS: dict[str, str] = {
+    "empty_file": "the file is empty: the first line must be the header {columns}",
+    "unparsable_line": "cannot parse this line ({error})",
+    "missing_header": "missing header: the first line must be the column names {columns}",
+    "missing_columns": "missing columns: {missing} (required: {required})",
+    "unknown_columns": "unknown columns: {unknown} (known: {known})",
+    "duplicate_columns": "columns appear twice: {columns}",
+    "empty_field": "empty required field",
+    "not_address": "{value} is not an email address",
+    "not_address_commas": "{value} is not an email address (separate addresses with ';')",
+    "not_host": "{value} is not a host name or IP address",
+    "unknown_provider": "unknown provider {value} (known: {known})",
+    "no_provider": "cannot detect provider for domain {domain}: set {side}_provider or {side}_host",
+    "not_port": "{value} is not a port (1-65535)",
+    "not_security": "{value} is not a security mode (ssl, starttls or none)",
+    "uploaded_password_ref": _UNTRUSTED["password"],
+    "uploaded_oauth_token": _UNTRUSTED["oauth_token"],
+    "uploaded_ca_file": _UNTRUSTED["ca_file"],
+    "needs_host": "provider {provider} needs a host: set {side}_host",
+    "empty_password": "empty password: {provider} has no OAuth sign-in, give the password",
+    "no_passwords": "{provider} does not accept passwords: leave {side}_password empty it is signed in later, "
+                    "by a link",
+    "not_fixed_target": "{value}: every import here goes into {where}: leave target_{field} empty",
+    "login_is_address": "{value}: the login here is the address: leave target_username empty",
+    "too_many_rows": "more than {max_rows} rows: split the file ({rows} rows)",
+    "too_many_fields": "{fields} fields, expected {expected}: quote values that contain {sep} or '\"'",
+    "unclosed_quote": "{fields} fields, expected {expected}: is a quote not closed?",
+    "too_few_fields": "{fields} fields, expected {expected}: check separators and quotes",
+    "same_mailbox": "source and target are the same mailbox",
+    "duplicate_row": "duplicate row: same source and target as line {first}",
+    "no_rows": "no accounts: add one row per mailbox below the header",
+    "not_utf8": "not UTF-8: save the file as UTF-8 CSV",
+    # only the command line meets these (an uploaded file's references are refused unread)
+    "ref_needs_name": "env: needs a variable name (env:NAME)",
+    "env_unset": "environment variable {name} is not set",
+    "file_missing": "file {path} does not exist",
+    "file_unreadable": "cannot read file {path} ({error})",
+    "file_empty": "file {path} is empty",
+    "bad_ref": "invalid env:/file: reference",
+    "ca_directory": "{path} is a directory, not a CA certificate (PEM)",
+    "ca_unusable": "{path} is not a usable CA certificate ({reason}): give the PEM file of the CA",
+    "token_not_ref": "must be env:NAME or file:PATH (keep tokens out of the CSV)",
+    "password_and_token": "give {side}_password or {side}_oauth_token, not both",
+    "google_app_password": "Google rows need an app password (or run `mailmigrate auth {provider} --email {email}` "
+                           "first)",
+    "empty_password_ref": "empty password: {provider} has no OAuth sign-in, give a password, env:NAME or file:PATH",
+    "no_passwords_signin": "{provider} does not accept passwords: leave {side}_password empty to use a stored "
+                           "sign-in (`mailmigrate auth {provider} --email {email}`)",
+    "too_large": "too large for a batch file (over {max_bytes} bytes): is this the right file?",
+}
 
 
 @dataclass
 class CsvProblem:
+    """``message``: the English text (the command line and the API show it); ``code`` and
+    ``params``: the same problem for a translation (``PROBLEMS[code].format(**params)`` is the
+    message); no code for a ``FixedTarget.check`` answer given as a plain (column, message) pair."""
+
     line: int
     column: str | None
     message: str
+    code: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, line: int, column: str | None, code: str, /, **params: object) -> CsvProblem:
+        text = {k: str(v) for k, v in params.items()}
+        return cls(line, column, PROBLEMS[code].format(**text), code, text)
 
     def __str__(self) -> str:
         where = f"line {self.line}, {self.column}" if self.column else f"line {self.line}"
@@ -156,37 +222,45 @@ def _is_host(h: str) -> bool:
     return len(h) <= 253 and all(_LABEL.fullmatch(x) for x in h.split("."))
 
 
-def _ref_problem(ref: str) -> str | None:
+Coded = tuple[str, dict[str, object]]  # a problem's code and params (see ``PROBLEMS``)
+
+
+def _ref_problem(ref: str) -> Coded | None:
     """Why an ``env:``/``file:`` reference would not resolve (never the secret itself)."""
     try:
         if ref.startswith("env:"):
             name = ref[4:]
             if not name:
-                return "env: needs a variable name (env:NAME)"
+                return "ref_needs_name", {}
             if not os.environ.get(name):
-                return f"environment variable {name} is not set"
+                return "env_unset", {"name": name}
         elif ref.startswith("file:"):
             path = Path(ref[5:]).expanduser()
             try:
                 text = path.read_text(encoding="utf-8")
             except FileNotFoundError:
-                return f"file {path} does not exist"
+                return "file_missing", {"path": path}
             except (OSError, UnicodeDecodeError) as exc:
-                return f"cannot read file {path} ({type(exc).__name__})"
+                return "file_unreadable", {"path": path, "error": type(exc).__name__}
             if not text.rstrip("\r\n"):
-                return f"file {path} is empty"
+                return "file_empty", {"path": path}
     except ValueError:  # NUL bytes in a name or path
-        return "invalid env:/file: reference"
+        return "bad_ref", {}
     return None
 
 
 def ca_problem(cell: str) -> str | None:
     """Why a ``*_ca_file`` cell is not a CA certificate we can load."""
+    found = _ca_problem(cell)
+    return PROBLEMS[found[0]].format(**found[1]) if found else None
+
+
+def _ca_problem(cell: str) -> Coded | None:
     path = Path(cell).expanduser()
     if not path.exists():
-        return f"file {path} does not exist"
+        return "file_missing", {"path": path}
     if path.is_dir():
-        return f"{path} is a directory, not a CA certificate (PEM)"
+        return "ca_directory", {"path": path}
     import ssl
 
     from ..accounts import tls_context
@@ -195,7 +269,7 @@ def ca_problem(cell: str) -> str | None:
         tls_context(str(path), insecure=False)
     except (ssl.SSLError, OSError, UnicodeDecodeError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        return f"{path} is not a usable CA certificate ({reason}): give the PEM file of the CA"
+        return "ca_unusable", {"path": path, "reason": reason}
     return None
 
 
@@ -216,8 +290,7 @@ def _tokenize(text: str) -> tuple[int, list[str], str, list[tuple[int, list[str]
     hdr = next((i for i, ln in enumerate(lines)
                 if ln.strip() and not ln.lstrip().lstrip('"').startswith("#")), None)
     if hdr is None:
-        return 1, [], ",", [], [CsvProblem(1, None, "the file is empty: the first line must be the header "
-                                                    + ",".join(COLUMNS))]
+        return 1, [], ",", [], [CsvProblem.of(1, None, "empty_file", columns=",".join(COLUMNS))]
     # Sniff from the header only: the separator that yields the most known column names wins.
     sep = max((",", ";"), key=lambda s: (sum(c in _KNOWN for c in _header_cells(lines[hdr], s)),
                                          len(_header_cells(lines[hdr], s)), s == ","))
@@ -232,28 +305,29 @@ def _tokenize(text: str) -> tuple[int, list[str], str, list[tuple[int, list[str]
             if any(c.strip() for c in cells) and not cells[0].strip().startswith("#"):
                 rows.append((start, cells))
     except csv.Error as exc:
-        problems.append(CsvProblem(hdr + 2 + done, None, f"cannot parse this line ({exc})"))
+        problems.append(CsvProblem.of(hdr + 2 + done, None, "unparsable_line", error=exc))
     return hdr + 1, names, sep, rows, problems
 
 
-def _header_problems(names: list[str]) -> tuple[list[str], bool]:
-    """Messages about the header, and whether rows can still be read by column name."""
+def _header_problems(names: list[str]) -> tuple[list[tuple[str, dict[str, str]]], bool]:
+    """Problems of the header (code, params), and whether rows can still be read by column name."""
     names = list(names)
     while names and not names[-1]:  # spreadsheets like to append empty columns
         names.pop()
     if not any(c in _KNOWN for c in names):
-        return [f"missing header: the first line must be the column names {','.join(COLUMNS)}"], False
+        return [("missing_header", {"columns": ",".join(COLUMNS)})], False
     # Matched by name, in any order: only missing, unknown and repeated names are problems.
-    msgs: list[str] = []
+    msgs: list[tuple[str, dict[str, str]]] = []
     missing = [c for c in COLUMNS if c not in names]
     unknown = [c or "(empty)" for c in names if c not in _KNOWN]
     dupes = sorted({c for c in names if c in _KNOWN and names.count(c) > 1})
     if missing:
-        msgs.append(f"missing columns: {', '.join(missing)} (required: {','.join(COLUMNS)})")
+        msgs.append(("missing_columns", {"missing": ", ".join(missing), "required": ",".join(COLUMNS)}))
     if unknown:
-        msgs.append(f"unknown columns: {', '.join(unknown)} (known: {','.join(COLUMNS + OPTIONAL_COLUMNS)})")
+        msgs.append(("unknown_columns", {"unknown": ", ".join(unknown),
+                                         "known": ",".join(COLUMNS + OPTIONAL_COLUMNS)}))
     if dupes:
-        msgs.append(f"columns appear twice: {', '.join(dupes)}")
+        msgs.append(("duplicate_columns", {"columns": ", ".join(dupes)}))
     return msgs, not (missing or dupes)
 
 
@@ -266,71 +340,71 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
 
     before = len(problems)
 
-    def bad(col: str, msg: str) -> None:
-        problems.append(CsvProblem(line, f"{side}_{col}", msg))
+    def coded(col: str, code: str, **params: object) -> None:
+        problems.append(CsvProblem.of(line, f"{side}_{col}", code, **params))
 
     email = rec[f"{side}_email"]
     email_ok = bool(email) and _is_address(email)
     if not email:
-        bad("email", "empty required field")
+        coded("email", "empty_field")
     elif not email_ok:
-        bad("email", f"{_show(email)} is not an email address")
+        coded("email", "not_address", value=_show(email))
     host = rec[f"{side}_host"].lower()
     if host and not _is_host(host):
-        bad("host", f"{_show(host)} is not a host name or IP address")
+        coded("host", "not_host", value=_show(host))
     name = rec[f"{side}_provider"].lower()
     preset = None
     if name:
         try:
             preset = providers.get(name)
         except UsageError:
-            bad("provider", f"unknown provider {_show(name)} (known: {', '.join(providers.names())})")
+            coded("provider", "unknown_provider", value=_show(name), known=", ".join(providers.names()))
     elif email_ok:
         preset = providers.detect(email)
         if preset is None and host:
             preset = providers.get("imap")
         elif preset is None:
-            bad("provider", f"cannot detect provider for domain {email.rpartition('@')[2]}: "
-                            f"set {side}_provider or {side}_host")
+            coded("provider", "no_provider", domain=email.rpartition("@")[2], side=side)
     port: int | None = None
     if cell := rec[f"{side}_port"]:
         port = int(cell) if re.fullmatch(r"[0-9]{1,5}", cell) else 0
         if not 1 <= port <= 65535:
-            bad("port", f"{_show(cell)} is not a port (1-65535)")
+            coded("port", "not_port", value=_show(cell))
     security = rec[f"{side}_security"].lower()
     if security and security not in SECURITIES:
-        bad("security", f"{_show(rec[f'{side}_security'])} is not a security mode (ssl, starttls or none)")
+        coded("security", "not_security", value=_show(rec[f"{side}_security"]))
 
     ca = rec.get(f"{side}_ca_file") or None
     pw, tok = rec[f"{side}_password"] or None, rec.get(f"{side}_oauth_token") or None
     if untrusted:  # refused without looking at what a cell names: even its existence is an answer
-        _untrusted_cells(rec, side, bad)
+        _untrusted_cells(rec, side, coded)
     else:
-        if ca and (why := ca_problem(ca)):
-            bad("ca_file", why)
+        if ca and (why := _ca_problem(ca)):
+            coded("ca_file", why[0], **why[1])
         if pw and pw.startswith(_REFS) and (why := _ref_problem(pw)):
-            bad("password", why)
+            coded("password", why[0], **why[1])
         if tok and not tok.startswith(_REFS):
-            bad("oauth_token", "must be env:NAME or file:PATH (keep tokens out of the CSV)")
+            coded("oauth_token", "token_not_ref")
         elif tok and (why := _ref_problem(tok)):
-            bad("oauth_token", why)
+            coded("oauth_token", why[0], **why[1])
         if pw and tok:
-            bad("password", f"give {side}_password or {side}_oauth_token, not both")
+            coded("password", "password_and_token", side=side)
     if preset is not None:
         if not (host or preset.imap_host):
-            bad("host", f"provider {preset.name} needs a host: set {side}_host")
+            coded("host", "needs_host", provider=preset.name, side=side)
         if not pw and not tok:
             if preset.oauth == "google":
                 if not (email_ok and signin(preset.name, email)):
-                    bad("password", f"Google rows need an app password (or run "
-                                    f"`mailmigrate auth {preset.name} --email {email}` first)")
+                    coded("password", "google_app_password", provider=preset.name, email=email)
+            elif preset.oauth is None and untrusted:
+                coded("password", "empty_password", provider=preset.name)
             elif preset.oauth is None:
-                bad("password", f"empty password: {preset.name} has no OAuth sign-in, "
-                                + ("give the password" if untrusted else "give a password, env:NAME or file:PATH"))
+                coded("password", "empty_password_ref", provider=preset.name)
         elif pw and not {"password", "app-password"} & set(preset.auth):
-            later = ("it is signed in later, by a link" if untrusted
-                     else f"to use a stored sign-in (`mailmigrate auth {preset.name} --email {email}`)")
-            bad("password", f"{preset.name} does not accept passwords: leave {side}_password empty {later}")
+            if untrusted:
+                coded("password", "no_passwords", provider=preset.name, side=side)
+            else:
+                coded("password", "no_passwords_signin", provider=preset.name, side=side, email=email)
     if preset is None or len(problems) > before:
         return None
 
@@ -343,12 +417,12 @@ def _side(rec: dict[str, str], side: str, line: int, problems: list[CsvProblem],
                     password_ref=pw, oauth_token_ref=tok, ca_file=str(Path(ca).expanduser()) if ca else None)
 
 
-def _untrusted_cells(rec: dict[str, str], side: str, bad: Callable[[str, str], None]) -> None:
+def _untrusted_cells(rec: dict[str, str], side: str, coded: Callable[[str, str], None]) -> None:
     for col in ("ca_file", "oauth_token"):
         if rec.get(f"{side}_{col}"):
-            bad(col, _UNTRUSTED[col])
+            coded(col, f"uploaded_{col}")
     if rec[f"{side}_password"].startswith(_REFS):
-        bad("password", _UNTRUSTED["password"])
+        coded("password", "uploaded_password_ref")
 
 
 def _fixed_target(rec: dict[str, str], line: int, problems: list[CsvProblem], fixed: FixedTarget,
@@ -356,28 +430,29 @@ def _fixed_target(rec: dict[str, str], line: int, problems: list[CsvProblem], fi
     """The target of a row when every row imports into ``fixed``."""
     before = len(problems)
 
-    def bad(col: str, msg: str) -> None:
-        problems.append(CsvProblem(line, f"target_{col}", msg))
+    def coded(col: str, code: str, **params: object) -> None:
+        problems.append(CsvProblem.of(line, f"target_{col}", code, **params))
 
     email = rec["target_email"]
     if not email:
-        bad("email", "empty required field")
+        coded("email", "empty_field")
     elif not _is_address(email):
-        bad("email", f"{_show(email)} is not an email address")
+        coded("email", "not_address", value=_show(email))
     where = f"{fixed.host}:{fixed.port} ({fixed.security})"
     for col, want in (("provider", fixed.provider), ("host", fixed.host), ("port", str(fixed.port)),
                       ("security", fixed.security)):
         cell = rec[f"target_{col}"]
         if cell and cell.lower() != want.lower():
-            bad(col, f"{_show(cell)}: every import here goes into {where}: leave target_{col} empty")
+            coded(col, "not_fixed_target", value=_show(cell), where=where, field=col)
     if (login := rec["target_username"]) and login.lower() != email.lower():
-        bad("username", f"{_show(login)}: the login here is the address: leave target_username empty")
+        coded("username", "login_is_address", value=_show(login))
     pw = rec["target_password"] or None
     if untrusted:
-        _untrusted_cells(rec, "target", bad)
+        _untrusted_cells(rec, "target", coded)
     if email and _is_address(email) and not (untrusted and pw and pw.startswith(_REFS)):
-        for col, msg in fixed.check(email, pw):
-            bad(col, msg)
+        for found in fixed.check(email, pw):
+            problems.append(replace(found, line=line) if isinstance(found, CsvProblem)
+                            else CsvProblem(line, f"target_{found[0]}", found[1]))
     if len(problems) > before:
         return None
     return SideSpec(email=email, provider=fixed.provider, host=fixed.host, port=fixed.port,
@@ -405,7 +480,7 @@ def read_batch(path: Path, *, has_stored_signin: SignInCheck | None = None,
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise CsvInvalid([CsvProblem(line, None, "not UTF-8: save the file as UTF-8 CSV")],
+        raise CsvInvalid([CsvProblem.of(line, None, "not_utf8")],
                          name=path.name) from None
     return _parse(text, path.name, has_stored_signin, max_rows)
 
@@ -418,8 +493,7 @@ def read_batch_text(text: str, *, name: str = "batch.csv", has_stored_signin: Si
     env:/file: password cells and the token and CA-file columns are refused, not looked at.
     ``fixed_target``: every row imports into that mail system (see ``FixedTarget``)."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise CsvInvalid([CsvProblem(1, None, f"too large for a batch file (over {MAX_FILE_BYTES} bytes): "
-                                              "is this the right file?")], name=name)
+        raise CsvInvalid([CsvProblem.of(1, None, "too_large", max_bytes=MAX_FILE_BYTES)], name=name)
     return _parse(text.removeprefix("\ufeff"), name, has_stored_signin, max_rows, untrusted=untrusted,
                   fixed_target=fixed_target)
 
@@ -429,7 +503,7 @@ def _parse(text: str, name: str, has_stored_signin: SignInCheck | None, max_rows
     signin: SignInCheck = has_stored_signin or (lambda provider, email: False)
     hdr_line, names, sep, raw_rows, problems = _tokenize(text)
     msgs, usable = _header_problems(names) if names or not problems else ([], False)
-    problems += [CsvProblem(hdr_line, None, m) for m in msgs]
+    problems += [CsvProblem.of(hdr_line, None, code, **params) for code, params in msgs]
     if not usable:
         raise CsvInvalid(problems, name=name)
 
@@ -437,13 +511,13 @@ def _parse(text: str, name: str, has_stored_signin: SignInCheck | None, max_rows
     seen: dict[tuple[str, ...], int] = {}
     for count, (line, cells) in enumerate(raw_rows, start=1):
         if count == max_rows + 1:
-            problems.append(CsvProblem(line, None, f"more than {max_rows} rows: split the file "
-                                                   f"({len(raw_rows)} rows)"))
+            problems.append(CsvProblem.of(line, None, "too_many_rows", max_rows=max_rows, rows=len(raw_rows)))
         if len(cells) != len(names):
-            hint = (f"quote values that contain {sep!r} or '\"'" if len(cells) > len(names)
-                    else "is a quote not closed?" if any("\n" in c or "\r" in c for c in cells)
-                    else "check separators and quotes")
-            problems.append(CsvProblem(line, None, f"{len(cells)} fields, expected {len(names)}: {hint}"))
+            code = ("too_many_fields" if len(cells) > len(names)
+                    else "unclosed_quote" if any("\n" in c or "\r" in c for c in cells)
+                    else "too_few_fields")
+            problems.append(CsvProblem.of(line, None, code, fields=len(cells), expected=len(names),
+                                          **({"sep": repr(sep)} if code == "too_many_fields" else {})))
             continue
         rec = {n: c.strip() for n, c in zip(names, cells, strict=True) if n in _KNOWN}
         source = _side(rec, "source", line, problems, signin, untrusted)
@@ -452,21 +526,21 @@ def _parse(text: str, name: str, has_stored_signin: SignInCheck | None, max_rows
         notify = tuple(a.strip() for a in rec["notify"].split(";") if a.strip())
         for addr in notify:
             if not _is_address(addr):
-                extra = " (separate addresses with ';')" if "," in addr else ""
-                problems.append(CsvProblem(line, "notify", f"{_show(addr)} is not an email address{extra}"))
+                problems.append(CsvProblem.of(line, "notify", "not_address_commas" if "," in addr else "not_address",
+                                              value=_show(addr)))
         if source is None or target is None:
             continue
         if (source.email.lower(), source.host) == (target.email.lower(), target.host):
-            problems.append(CsvProblem(line, None, "source and target are the same mailbox"))
+            problems.append(CsvProblem.of(line, None, "same_mailbox"))
             continue
         key = (source.email.lower(), source.host, target.email.lower(), target.host)
         if key in seen:
-            problems.append(CsvProblem(line, None, f"duplicate row: same source and target as line {seen[key]}"))
+            problems.append(CsvProblem.of(line, None, "duplicate_row", first=seen[key]))
             continue
         seen[key] = line
         rows.append(BatchRow(line=line, source=source, target=target, notify=notify))
     if not raw_rows and not problems:
-        problems.append(CsvProblem(hdr_line, None, "no accounts: add one row per mailbox below the header"))
+        problems.append(CsvProblem.of(hdr_line, None, "no_rows"))
     if problems:
         raise CsvInvalid(problems, name=name)
     return rows

@@ -290,7 +290,7 @@ class Service:
         one job per source and return their ids. Raises ApiError with the answer to give."""
         target = body.get("target")
         if not isinstance(target, dict) or not isinstance(target.get("email"), str) or not target["email"].strip():
-            raise ApiError(422, "target.email is required")
+            raise ApiError(422, "target.email is required", text=("err_target", {}))
         target_email = target["email"].strip()
         if caller.operator:
             target_pw = target.get("password")
@@ -310,8 +310,8 @@ class Service:
             sources.append(_source(body["second_source"], "second_source"))
         exclude = _strings(body.get("exclude"), "exclude")
         notify = _strings(body.get("notify"), "notify")
-        if any("@" not in a for a in notify):
-            raise ApiError(422, "notify: give e-mail addresses")
+        if bad_notify := [a for a in notify if "@" not in a]:
+            raise ApiError(422, "notify: give e-mail addresses", text=("err_notify", {"value": bad_notify[0]}))
         lang = body.get("lang") or "en"
         if lang not in LANGS:
             raise ApiError(422, f"lang must be one of {', '.join(LANGS)}")
@@ -337,7 +337,7 @@ class Service:
                 raise ApiError(422, f"{exc.message}: {exc.hint}",
                                text=("err_private_source", {"host": exc.host})) from None
             except MigrateError as exc:
-                raise ApiError(422, exc.message) from None
+                raise ApiError(422, exc.message, text=_source_refusal_text(src)) from None
         ids = []
         for (src, _pw), source_secret in zip(sources, source_secrets, strict=True):
             job_id = secrets.token_hex(8)
@@ -600,17 +600,17 @@ def _source(value: Any, what: str) -> tuple[dict[str, Any], str | None]:
     """The source's settings (stored in clear: no secret) and its password (sealed apart); None
     for a source signed in with Google/Microsoft (``"oauth"``)."""
     if not isinstance(value, dict):
-        raise ApiError(422, f"{what} is required")
+        raise ApiError(422, f"{what} is required", text=("err_old_email", {}))
     email, password, oauth_kind = value.get("email"), value.get("password"), value.get("oauth")
     if not isinstance(email, str) or not email.strip():
-        raise ApiError(422, f"{what}.email is required")
+        raise ApiError(422, f"{what}.email is required", text=("err_old_email", {}))
     if oauth_kind is not None:
         if oauth_kind not in DEFAULT_PROVIDER:
             raise ApiError(422, f"{what}.oauth must be google or microsoft")
         password = None
     elif not isinstance(password, str) or not password:
         raise ApiError(422, f"{what}.password is required (or {what}.oauth: google|microsoft once signed in "
-                            "with it)")
+                            "with it)", text=("err_old_password", {"email": email.strip()}))
     out: dict[str, Any] = {"email": email.strip()}
     for key in ("provider", "host", "username"):
         v = value.get(key)
@@ -621,18 +621,39 @@ def _source(value: Any, what: str) -> tuple[dict[str, Any], str | None]:
     port = value.get("port")
     if port is not None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ApiError(422, f"{what}.port must be a port number (1-65535)")
+            raise ApiError(422, f"{what}.port must be a port number (1-65535)", text=("err_port", {}))
         out["port"] = port
     security = value.get("security")
     if security is not None:
         if security not in SECURITIES:
-            raise ApiError(422, f"{what}.security must be one of {', '.join(SECURITIES)}")
+            raise ApiError(422, f"{what}.security must be one of {', '.join(SECURITIES)}",
+                           text=("err_security", {}))
         out["security"] = security
     if oauth_kind is not None:
         out["oauth"] = oauth_kind
         if "provider" not in out and "host" not in out:
             out["provider"] = DEFAULT_PROVIDER[oauth_kind]
     return out, password
+
+
+def _source_refusal_text(src: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The pages' text for a source the engine refused (``build_side``), found by its cause in
+    the order the engine checks: the provider, then a server to connect to, then a password
+    where only a sign-in works. None (the English message) for any other refusal."""
+    from ..providers.connection import choose_preset
+
+    try:
+        preset = choose_preset(src["email"], src.get("provider"))
+    except MigrateError:
+        return "err_provider_unknown", {"provider": src.get("provider")}
+    host = src.get("host")
+    if not host and not (preset and preset.imap_host):
+        return "err_no_host", {"domain": src["email"].rpartition("@")[2]}
+    at_preset_host = preset is not None and (not host or host.lower() == (preset.imap_host or "").lower())
+    if (preset is not None and preset.oauth and at_preset_host and not src.get("oauth")
+            and not {"password", "app-password"} & set(preset.auth)):
+        return "err_password_not_accepted", {"provider": preset.title}
+    return None
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -15,29 +15,54 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import providers
-from ..csvbatch.reader import CsvInvalid, FixedTarget, read_batch_text
+from ..csvbatch.reader import CsvInvalid, CsvProblem, FixedTarget, read_batch_text
 from ..errors import MigrateError
 from .db import BUDGET_WAITING, FINAL, WAITING
-from .network import SourceNetworks, is_preset_host
+from .network import PrivateSourceServer, SourceNetworks, is_preset_host
 
 MAX_ROWS = 25
+
+# What the service adds to the reader's problems (``csvbatch.reader.PROBLEMS``), by code: the
+# English texts; the pages translate the codes (``i18n.problem_text``).
+PROBLEMS: dict[str, str] = {
+    "target_password_required": "required: give the password of each target mailbox",
+    "not_your_mailbox": "{email} is not one of your mailboxes: add it to your sign-in first (POST /api/mailboxes), "
+                        "or leave this row out",
+    "password_from_session": "leave it empty: the service uses the password you signed in with",
+    "private_source": "the server {host} is on a private network: the service does not connect there",
+    "signin_not_offered": "{provider} rows without a password need {signin} sign-in, which this service does not "
+                          "offer: give an app password",
+    "signin_not_offered_no_password": "{provider} rows without a password need {signin} sign-in, which this "
+                                      "service does not offer: this service cannot import from it",
+}
 
 
 def api_not_mine(email: str) -> str:
     """A row's target that is not one of the person's mailboxes, as the API says it."""
-    return f"{email} is not one of your mailboxes: add it to your sign-in first (POST /api/mailboxes), or leave this row out"
+    return PROBLEMS["not_your_mailbox"].format(email=email)
+
+
+def _problem(line: int, column: str | None, code: str, message: str | None = None, /,
+             **params: object) -> CsvProblem:
+    """A problem the service finds; ``message``: its English text when not the code's own."""
+    text = {k: str(v) for k, v in params.items()}
+    return CsvProblem(line, column, message or PROBLEMS[code].format(**text), code, text)
 
 
 SIGNIN_NAMES = {"google": "Google", "microsoft": "Microsoft"}
 
 
 class BatchInvalid(Exception):
-    """The batch was refused; ``errors``: every problem, ``[{"line", "message"}]``, by line."""
+    """The batch was refused. ``errors``: every problem as the API answers it, ``[{"line",
+    "message"}]`` by line (``message`` in English, after its column); ``problems``: the same
+    ``CsvProblem``s, whose code, column and params the pages translate."""
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        n = len(errors)
+    def __init__(self, problems: list[CsvProblem]) -> None:
+        n = len(problems)
         super().__init__(f"the batch has {n} problem{'' if n == 1 else 's'}: nothing was started")
-        self.errors = errors
+        self.problems = problems
+        self.errors = [{"line": p.line, "message": f"{p.column}: {p.message}" if p.column else p.message}
+                       for p in problems]
 
 
 @dataclass(frozen=True, repr=False)
@@ -67,14 +92,15 @@ def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
     sign-in is set up (a row without password waits for it); ``not_mine(email)``: what a row
     whose target is not one of the person's mailboxes says (the API's way, or the page's)."""
 
-    def check(email: str, password: str | None) -> list[tuple[str, str]]:
+    def check(email: str, password: str | None) -> list[tuple[str, str] | CsvProblem]:
+        # the reader puts in the row's line
         if mailboxes is None:
-            return [] if password else [("password", "required: give the password of each target mailbox")]
-        problems = []
+            return [] if password else [_problem(0, "target_password", "target_password_required")]
+        problems: list[tuple[str, str] | CsvProblem] = []
         if email.lower() not in mailboxes:
-            problems.append(("email", not_mine(email)))
+            problems.append(_problem(0, "target_email", "not_your_mailbox", not_mine(email), email=email))
         if password:
-            problems.append(("password", "leave it empty: the service uses the password you signed in with"))
+            problems.append(_problem(0, "target_password", "password_from_session"))
         return problems
 
     provider, host, port, security = target
@@ -84,10 +110,10 @@ def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
                                # a Google row without a password is signed in later, by a link
                                has_stored_signin=lambda _provider, _email: True)
     except CsvInvalid as exc:
-        raise BatchInvalid([{"line": p.line, "message": f"{p.column}: {p.message}" if p.column else p.message}
-                            for p in exc.problems]) from None
-    errors = [{"line": row.line, "message": message} for row in rows
-              for message in _source_problems(row.source, row.source.password_ref, networks, signin_offered)]
+        raise BatchInvalid(exc.problems) from None
+    errors = [problem for row in rows
+              for problem in _source_problems(row.line, row.source, row.source.password_ref, networks,
+                                              signin_offered)]
     if errors:
         raise BatchInvalid(errors)
     planned = []
@@ -106,8 +132,8 @@ def plan_rows(csv_text: str, *, target: tuple[str, str, int, str],
     return planned
 
 
-def _source_problems(source: Any, password: str | None, networks: SourceNetworks | None,
-                     signin_offered: Callable[[str], bool]) -> list[str]:
+def _source_problems(line: int, source: Any, password: str | None, networks: SourceNetworks | None,
+                     signin_offered: Callable[[str], bool]) -> list[CsvProblem]:
     """What the service refuses in a row's source that the CSV reader accepts: a server on an
     internal network, or a row waiting for a Google/Microsoft sign-in the service does not offer
     (it would wait forever)."""
@@ -115,8 +141,10 @@ def _source_problems(source: Any, password: str | None, networks: SourceNetworks
     if networks is not None and not is_preset_host(source.provider, source.host):
         try:
             networks.check_submitted(source.provider, source.host, source.port)
-        except MigrateError as exc:
-            problems.append(f"source_host: {exc.message}")
+        except PrivateSourceServer as exc:
+            problems.append(_problem(line, "source_host", "private_source", exc.message, host=exc.host))
+        except MigrateError as exc:  # a refusal the pages have no translation of: said in English
+            problems.append(CsvProblem(line, "source_host", exc.message))
     if password is None:
         try:
             preset = providers.get(source.provider)
@@ -124,10 +152,9 @@ def _source_problems(source: Any, password: str | None, networks: SourceNetworks
             preset = None
         kind = getattr(preset, "oauth", None)
         if preset is not None and kind in SIGNIN_NAMES and not signin_offered(kind):
-            instead = ("give an app password" if {"password", "app-password"} & set(preset.auth)
-                       else "this service cannot import from it")
-            problems.append(f"{preset.short_title} rows without a password need {SIGNIN_NAMES[kind]} sign-in, "
-                            f"which this service does not offer: {instead}")
+            code = ("signin_not_offered" if {"password", "app-password"} & set(preset.auth)
+                    else "signin_not_offered_no_password")
+            problems.append(_problem(line, None, code, provider=preset.short_title, signin=SIGNIN_NAMES[kind]))
     return problems
 
 

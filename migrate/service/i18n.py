@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
+from typing import Any
 
 from .app import LANGS
 
@@ -203,6 +204,33 @@ _TEXTS: dict[str, tuple[str, str, str, str]] = {
         "Scegli una delle tue caselle come nuova casella."),
     "err_second": ("Second old address: {message}", "Zweite alte Adresse: {message}",
                    "Deuxième ancienne adresse : {message}", "Secondo vecchio indirizzo: {message}"),
+    "err_security": (
+        "Choose the encryption from the list.",
+        "Wählen Sie die Verschlüsselung aus der Liste.",
+        "Choisissez le chiffrement dans la liste.",
+        "Scegli la crittografia dall'elenco."),
+    "err_provider_unknown": (
+        "We do not know the provider “{provider}”: choose one from the list, or “Other IMAP server”.",
+        "Den Anbieter „{provider}“ kennen wir nicht: Wählen Sie einen aus der Liste oder „Anderer IMAP-Server“.",
+        "Nous ne connaissons pas le fournisseur « {provider} » : choisissez-en un dans la liste, ou « Autre "
+        "serveur IMAP ».",
+        "Non conosciamo il gestore «{provider}»: scegline uno dall'elenco, oppure «Altro server IMAP»."),
+    "err_no_host": (
+        "We do not know the IMAP server of {domain}: give it under “Advanced settings (IMAP server)”.",
+        "Den IMAP-Server von {domain} kennen wir nicht: Geben Sie ihn unter „Erweiterte Einstellungen "
+        "(IMAP-Server)“ an.",
+        "Nous ne connaissons pas le serveur IMAP de {domain} : indiquez-le dans « Paramètres avancés (serveur "
+        "IMAP) ».",
+        "Non conosciamo il server IMAP di {domain}: indicalo in «Impostazioni avanzate (server IMAP)»."),
+    "err_password_not_accepted": (
+        "{provider} does not accept a password here: leave the password empty and use the sign-in button of "
+        "{provider}.",
+        "{provider} akzeptiert hier kein Passwort: Lassen Sie das Passwort leer und verwenden Sie die "
+        "Anmeldeschaltfläche von {provider}.",
+        "{provider} n'accepte pas de mot de passe ici : laissez le mot de passe vide et utilisez le bouton de "
+        "connexion de {provider}.",
+        "{provider} non accetta una password qui: lascia vuota la password e usa il pulsante di accesso di "
+        "{provider}."),
     # --- states and phases ---------------------------------------------------------------------
     "state_queued": ("Waiting to start", "Wartet auf den Start", "En attente", "In attesa"),
     "state_running": ("Running", "Läuft", "En cours", "In corso"),
@@ -543,6 +571,295 @@ _HINTS: dict[str, tuple[str, str, str, str]] = {
 }
 _HINTS["gmx-com"] = _HINTS["gmx"]
 
+# The problems of an uploaded batch CSV (``csvbatch.reader.PROBLEMS`` and ``service.batches.PROBLEMS``),
+# by code: ``{value}`` and the like are cells as the file has them (quoted), column names stay as
+# the file spells them. English is the reader's own text, except where a page speaks to a person.
+_PROBLEMS: dict[str, tuple[str, str, str, str]] = {
+    "empty_file": (
+        "the file is empty: the first line must be the header {columns}",
+        "die Datei ist leer: Die erste Zeile muss die Kopfzeile {columns} sein",
+        "le fichier est vide : la première ligne doit être l'en-tête {columns}",
+        "il file è vuoto: la prima riga deve essere l'intestazione {columns}"),
+    "unparsable_line": (
+        "cannot parse this line ({error})",
+        "diese Zeile lässt sich nicht lesen ({error})",
+        "impossible de lire cette ligne ({error})",
+        "impossibile leggere questa riga ({error})"),
+    "missing_header": (
+        "missing header: the first line must be the column names {columns}",
+        "Kopfzeile fehlt: Die erste Zeile muss die Spaltennamen {columns} enthalten",
+        "en-tête manquant : la première ligne doit contenir les noms de colonnes {columns}",
+        "intestazione mancante: la prima riga deve contenere i nomi delle colonne {columns}"),
+    "missing_columns": (
+        "missing columns: {missing} (required: {required})",
+        "fehlende Spalten: {missing} (erforderlich: {required})",
+        "colonnes manquantes : {missing} (obligatoires : {required})",
+        "colonne mancanti: {missing} (obbligatorie: {required})"),
+    "unknown_columns": (
+        "unknown columns: {unknown} (known: {known})",
+        "unbekannte Spalten: {unknown} (bekannt: {known})",
+        "colonnes inconnues : {unknown} (connues : {known})",
+        "colonne sconosciute: {unknown} (note: {known})"),
+    "duplicate_columns": (
+        "columns appear twice: {columns}",
+        "doppelt vorhandene Spalten: {columns}",
+        "colonnes présentes deux fois : {columns}",
+        "colonne presenti due volte: {columns}"),
+    "empty_field": (
+        "empty required field",
+        "Pflichtfeld ist leer",
+        "champ obligatoire vide",
+        "campo obbligatorio vuoto"),
+    "not_address": (
+        "{value} is not an email address",
+        "{value} ist keine E-Mail-Adresse",
+        "{value} n'est pas une adresse e-mail",
+        "{value} non è un indirizzo e-mail"),
+    "not_address_commas": (
+        "{value} is not an email address (separate addresses with ';')",
+        "{value} ist keine E-Mail-Adresse (trennen Sie Adressen mit ';')",
+        "{value} n'est pas une adresse e-mail (séparez les adresses par ';')",
+        "{value} non è un indirizzo e-mail (separa gli indirizzi con ';')"),
+    "not_host": (
+        "{value} is not a host name or IP address",
+        "{value} ist kein Servername und keine IP-Adresse",
+        "{value} n'est ni un nom de serveur ni une adresse IP",
+        "{value} non è né un nome di server né un indirizzo IP"),
+    "unknown_provider": (
+        "unknown provider {value} (known: {known})",
+        "unbekannter Anbieter {value} (bekannt: {known})",
+        "fournisseur inconnu {value} (connus : {known})",
+        "gestore sconosciuto {value} (noti: {known})"),
+    "no_provider": (
+        "cannot detect provider for domain {domain}: set {side}_provider or {side}_host",
+        "Anbieter der Domain {domain} nicht erkennbar: Füllen Sie {side}_provider oder {side}_host aus",
+        "impossible de reconnaître le fournisseur du domaine {domain} : remplissez {side}_provider ou "
+        "{side}_host",
+        "impossibile riconoscere il gestore del dominio {domain}: compila {side}_provider o {side}_host"),
+    "not_port": (
+        "{value} is not a port (1-65535)",
+        "{value} ist kein Port (1–65535)",
+        "{value} n'est pas un port (1 à 65535)",
+        "{value} non è una porta (1–65535)"),
+    "not_security": (
+        "{value} is not a security mode (ssl, starttls or none)",
+        "{value} ist keine Verschlüsselungsart (ssl, starttls oder none)",
+        "{value} n'est pas un mode de chiffrement (ssl, starttls ou none)",
+        "{value} non è un tipo di crittografia (ssl, starttls o none)"),
+    "uploaded_password_ref": (
+        "env:/file: references are not accepted in an uploaded file: put the password itself in the cell",
+        "env:/file:-Verweise sind in einer hochgeladenen Datei nicht erlaubt: Schreiben Sie das Passwort selbst "
+        "in die Zelle",
+        "les références env:/file: ne sont pas acceptées dans un fichier envoyé : mettez le mot de passe "
+        "lui-même dans la cellule",
+        "i riferimenti env:/file: non sono accettati in un file caricato: scrivi la password stessa nella cella"),
+    "uploaded_oauth_token": (
+        "not accepted in an uploaded file: leave it empty (Google and Microsoft rows without a password are "
+        "signed in later, by a link)",
+        "in einer hochgeladenen Datei nicht erlaubt: Lassen Sie das Feld leer (Google- und Microsoft-Zeilen ohne "
+        "Passwort werden später über einen Link angemeldet)",
+        "non accepté dans un fichier envoyé : laissez-le vide (les lignes Google et Microsoft sans mot de passe "
+        "se connectent plus tard, par un lien)",
+        "non accettato in un file caricato: lascialo vuoto (le righe Google e Microsoft senza password accedono "
+        "più tardi, tramite un link)"),
+    "uploaded_ca_file": (
+        "not accepted in an uploaded file: leave it empty (the service cannot read files you name)",
+        "in einer hochgeladenen Datei nicht erlaubt: Lassen Sie das Feld leer (der Dienst kann keine von Ihnen "
+        "genannten Dateien lesen)",
+        "non accepté dans un fichier envoyé : laissez-le vide (le service ne peut pas lire les fichiers que vous "
+        "indiquez)",
+        "non accettato in un file caricato: lascialo vuoto (il servizio non può leggere i file che indichi)"),
+    "needs_host": (
+        "provider {provider} needs a host: set {side}_host",
+        "Anbieter {provider} braucht einen Server: Füllen Sie {side}_host aus",
+        "le fournisseur {provider} demande un serveur : remplissez {side}_host",
+        "il gestore {provider} richiede un server: compila {side}_host"),
+    "empty_password": (
+        "empty password: {provider} has no OAuth sign-in, give the password",
+        "Passwort fehlt: {provider} bietet keine OAuth-Anmeldung, geben Sie das Passwort an",
+        "mot de passe vide : {provider} n'offre pas de connexion OAuth, indiquez le mot de passe",
+        "password vuota: {provider} non offre l'accesso OAuth, indica la password"),
+    "no_passwords": (
+        "{provider} does not accept passwords: leave {side}_password empty it is signed in later, by a link",
+        "{provider} akzeptiert keine Passwörter: Lassen Sie {side}_password leer, die Anmeldung folgt später über "
+        "einen Link",
+        "{provider} n'accepte pas de mot de passe : laissez {side}_password vide, la connexion se fera plus tard, "
+        "par un lien",
+        "{provider} non accetta password: lascia vuoto {side}_password, l'accesso avverrà più tardi tramite un "
+        "link"),
+    "not_fixed_target": (
+        "{value}: every import here goes into {where}: leave target_{field} empty",
+        "{value}: Jeder Import geht hier nach {where}: Lassen Sie target_{field} leer",
+        "{value} : ici, chaque importation va vers {where} : laissez target_{field} vide",
+        "{value}: qui ogni importazione va in {where}: lascia vuoto target_{field}"),
+    "login_is_address": (
+        "{value}: the login here is the address: leave target_username empty",
+        "{value}: Der Benutzername ist hier die Adresse: Lassen Sie target_username leer",
+        "{value} : ici, l'identifiant est l'adresse : laissez target_username vide",
+        "{value}: qui il nome utente è l'indirizzo: lascia vuoto target_username"),
+    "too_many_rows": (
+        "more than {max_rows} rows: split the file ({rows} rows)",
+        "mehr als {max_rows} Zeilen: Teilen Sie die Datei auf ({rows} Zeilen)",
+        "plus de {max_rows} lignes : divisez le fichier ({rows} lignes)",
+        "più di {max_rows} righe: dividi il file ({rows} righe)"),
+    "too_many_fields": (
+        "{fields} fields, expected {expected}: quote values that contain {sep} or '\"'",
+        "{fields} Felder statt {expected}: Setzen Sie Werte, die {sep} oder '\"' enthalten, in Anführungszeichen",
+        "{fields} champs au lieu de {expected} : mettez entre guillemets les valeurs qui contiennent {sep} ou '\"'",
+        "{fields} campi invece di {expected}: metti tra virgolette i valori che contengono {sep} o '\"'"),
+    "unclosed_quote": (
+        "{fields} fields, expected {expected}: is a quote not closed?",
+        "{fields} Felder statt {expected}: Ist ein Anführungszeichen nicht geschlossen?",
+        "{fields} champs au lieu de {expected} : un guillemet n'est-il pas fermé ?",
+        "{fields} campi invece di {expected}: c'è una virgoletta non chiusa?"),
+    "too_few_fields": (
+        "{fields} fields, expected {expected}: check separators and quotes",
+        "{fields} Felder statt {expected}: Prüfen Sie Trennzeichen und Anführungszeichen",
+        "{fields} champs au lieu de {expected} : vérifiez les séparateurs et les guillemets",
+        "{fields} campi invece di {expected}: controlla separatori e virgolette"),
+    "same_mailbox": (
+        "source and target are the same mailbox",
+        "Quelle und Ziel sind dasselbe Postfach",
+        "la source et la destination sont la même boîte aux lettres",
+        "origine e destinazione sono la stessa casella"),
+    "duplicate_row": (
+        "duplicate row: same source and target as line {first}",
+        "doppelte Zeile: gleiche Quelle und gleiches Ziel wie Zeile {first}",
+        "ligne en double : même source et même destination que la ligne {first}",
+        "riga doppia: stessa origine e stessa destinazione della riga {first}"),
+    "no_rows": (
+        "no accounts: add one row per mailbox below the header",
+        "keine Konten: Fügen Sie unter der Kopfzeile eine Zeile pro Postfach hinzu",
+        "aucun compte : ajoutez une ligne par boîte aux lettres sous l'en-tête",
+        "nessun account: aggiungi una riga per casella sotto l'intestazione"),
+    "not_utf8": (
+        "not UTF-8: save the file as UTF-8 CSV",
+        "nicht UTF-8: Speichern Sie die Datei als CSV in UTF-8",
+        "pas en UTF-8 : enregistrez le fichier au format CSV UTF-8",
+        "non è UTF-8: salva il file come CSV UTF-8"),
+    "too_large": (
+        "too large for a batch file (over {max_bytes} bytes): is this the right file?",
+        "zu groß für eine Stapeldatei (über {max_bytes} Bytes): Ist das die richtige Datei?",
+        "trop volumineux pour un fichier de lot (plus de {max_bytes} octets) : est-ce le bon fichier ?",
+        "troppo grande per un file di gruppo (oltre {max_bytes} byte): è il file giusto?"),
+    "ref_needs_name": (
+        "env: needs a variable name (env:NAME)",
+        "env: braucht einen Variablennamen (env:NAME)",
+        "env: demande un nom de variable (env:NOM)",
+        "env: richiede il nome di una variabile (env:NOME)"),
+    "env_unset": (
+        "environment variable {name} is not set",
+        "die Umgebungsvariable {name} ist nicht gesetzt",
+        "la variable d'environnement {name} n'est pas définie",
+        "la variabile d'ambiente {name} non è impostata"),
+    "file_missing": (
+        "file {path} does not exist",
+        "die Datei {path} existiert nicht",
+        "le fichier {path} n'existe pas",
+        "il file {path} non esiste"),
+    "file_unreadable": (
+        "cannot read file {path} ({error})",
+        "die Datei {path} lässt sich nicht lesen ({error})",
+        "impossible de lire le fichier {path} ({error})",
+        "impossibile leggere il file {path} ({error})"),
+    "file_empty": (
+        "file {path} is empty",
+        "die Datei {path} ist leer",
+        "le fichier {path} est vide",
+        "il file {path} è vuoto"),
+    "bad_ref": (
+        "invalid env:/file: reference",
+        "ungültiger env:/file:-Verweis",
+        "référence env:/file: invalide",
+        "riferimento env:/file: non valido"),
+    "ca_directory": (
+        "{path} is a directory, not a CA certificate (PEM)",
+        "{path} ist ein Ordner, kein CA-Zertifikat (PEM)",
+        "{path} est un dossier, pas un certificat d'AC (PEM)",
+        "{path} è una cartella, non un certificato CA (PEM)"),
+    "ca_unusable": (
+        "{path} is not a usable CA certificate ({reason}): give the PEM file of the CA",
+        "{path} ist kein brauchbares CA-Zertifikat ({reason}): Geben Sie die PEM-Datei der CA an",
+        "{path} n'est pas un certificat d'AC utilisable ({reason}) : indiquez le fichier PEM de l'AC",
+        "{path} non è un certificato CA utilizzabile ({reason}): indica il file PEM della CA"),
+    "token_not_ref": (
+        "must be env:NAME or file:PATH (keep tokens out of the CSV)",
+        "muss env:NAME oder file:PFAD sein (Tokens gehören nicht in die CSV-Datei)",
+        "doit être env:NOM ou file:CHEMIN (ne mettez pas de jetons dans le CSV)",
+        "deve essere env:NOME o file:PERCORSO (non mettere token nel CSV)"),
+    "password_and_token": (
+        "give {side}_password or {side}_oauth_token, not both",
+        "geben Sie {side}_password oder {side}_oauth_token an, nicht beides",
+        "indiquez {side}_password ou {side}_oauth_token, pas les deux",
+        "indica {side}_password o {side}_oauth_token, non entrambi"),
+    "google_app_password": (
+        "Google rows need an app password (or run `mailmigrate auth {provider} --email {email}` first)",
+        "Google-Zeilen brauchen ein App-Passwort (oder führen Sie zuerst `mailmigrate auth {provider} --email "
+        "{email}` aus)",
+        "les lignes Google demandent un mot de passe d'application (ou lancez d'abord `mailmigrate auth "
+        "{provider} --email {email}`)",
+        "le righe Google richiedono una password per le app (oppure esegui prima `mailmigrate auth {provider} "
+        "--email {email}`)"),
+    "empty_password_ref": (
+        "empty password: {provider} has no OAuth sign-in, give a password, env:NAME or file:PATH",
+        "Passwort fehlt: {provider} bietet keine OAuth-Anmeldung, geben Sie ein Passwort, env:NAME oder "
+        "file:PFAD an",
+        "mot de passe vide : {provider} n'offre pas de connexion OAuth, indiquez un mot de passe, env:NOM ou "
+        "file:CHEMIN",
+        "password vuota: {provider} non offre l'accesso OAuth, indica una password, env:NOME o file:PERCORSO"),
+    "no_passwords_signin": (
+        "{provider} does not accept passwords: leave {side}_password empty to use a stored sign-in "
+        "(`mailmigrate auth {provider} --email {email}`)",
+        "{provider} akzeptiert keine Passwörter: Lassen Sie {side}_password leer, um eine gespeicherte Anmeldung "
+        "zu verwenden (`mailmigrate auth {provider} --email {email}`)",
+        "{provider} n'accepte pas de mot de passe : laissez {side}_password vide pour utiliser une connexion "
+        "enregistrée (`mailmigrate auth {provider} --email {email}`)",
+        "{provider} non accetta password: lascia vuoto {side}_password per usare un accesso salvato "
+        "(`mailmigrate auth {provider} --email {email}`)"),
+    # --- what the service adds ---------------------------------------------------------------
+    "target_password_required": (
+        "required: give the password of each target mailbox",
+        "erforderlich: Geben Sie das Passwort jedes Zielpostfachs an",
+        "obligatoire : indiquez le mot de passe de chaque boîte de destination",
+        "obbligatorio: indica la password di ogni casella di destinazione"),
+    "not_your_mailbox": _TEXTS["batch_not_your_mailbox"],
+    "password_from_session": (
+        "leave it empty: the service uses the password you signed in with",
+        "leer lassen: Der Dienst verwendet das Passwort, mit dem Sie sich angemeldet haben",
+        "laissez-le vide : le service utilise le mot de passe avec lequel vous vous êtes connecté",
+        "lascialo vuoto: il servizio usa la password con cui hai effettuato l'accesso"),
+    "private_source": _TEXTS["err_private_source"],
+    "signin_not_offered": (
+        "{provider} rows without a password need {signin} sign-in, which this service does not offer: give an "
+        "app password",
+        "{provider}-Zeilen ohne Passwort brauchen die Anmeldung mit {signin}, die dieser Dienst nicht anbietet: "
+        "Geben Sie ein App-Passwort an",
+        "les lignes {provider} sans mot de passe demandent la connexion avec {signin}, que ce service n'offre "
+        "pas : indiquez un mot de passe d'application",
+        "le righe {provider} senza password richiedono l'accesso con {signin}, che questo servizio non offre: "
+        "indica una password per le app"),
+    "signin_not_offered_no_password": (
+        "{provider} rows without a password need {signin} sign-in, which this service does not offer: this "
+        "service cannot import from it",
+        "{provider}-Zeilen ohne Passwort brauchen die Anmeldung mit {signin}, die dieser Dienst nicht anbietet: "
+        "Von dort kann dieser Dienst nicht importieren",
+        "les lignes {provider} sans mot de passe demandent la connexion avec {signin}, que ce service n'offre "
+        "pas : ce service ne peut pas importer depuis ce fournisseur",
+        "le righe {provider} senza password richiedono l'accesso con {signin}, che questo servizio non offre: "
+        "questo servizio non può importare da lì"),
+}
+# Where the page words a problem for a person, not as the reader or the API says it.
+PAGE_WORDED = frozenset({"not_your_mailbox", "private_source"})
+
+
+def problem_codes() -> list[str]:
+    return list(_PROBLEMS)
+
+
+def problem_template(code: str, lang: str) -> str | None:
+    row = _PROBLEMS.get(code)
+    return row[_INDEX[lang]] if row else None
+
 _INDEX = {lang: i for i, lang in enumerate(LANGS)}
 # Thousands and decimal separators (narrow no-break space in French).
 _SEPARATORS = {"en": (",", "."), "de": (".", ","), "fr": ("\u202f", ","), "it": (".", ",")}
@@ -593,6 +910,16 @@ class Translator:
     def __call__(self, key: str, **values: object) -> str:
         text = _TEXTS[key][self._i]
         return text.format(**values) if values else text
+
+    def problem(self, line_problem: Any) -> str:
+        """A batch CSV's problem (``csvbatch.reader.CsvProblem``) in this language, after its
+        column ("source_port: ..."); in English (its ``message``) when its code has no text here."""
+        template = problem_template(line_problem.code, self.lang) if line_problem.code else None
+        try:
+            text = template.format(**line_problem.params) if template else line_problem.message
+        except (KeyError, IndexError):  # params that do not fit: the English text says it right
+            text = line_problem.message
+        return f"{line_problem.column}: {text}" if line_problem.column else text
 
     def hint(self, preset: str) -> str | None:
         row = _HINTS.get(preset)

@@ -323,6 +323,11 @@ class PageKit:
                            text=text)
 
 
+def api_text(t: Translator, exc: ApiError) -> str:
+    """A refusal of the service in the page's language where it has a text, else its message."""
+    return t(exc.text[0], **exc.text[1]) if exc.text else exc.message
+
+
 def signin_problem(t: Translator, exc: ApiError) -> str:
     """What a refused sign-in (or added mailbox) says, in the page's language where we know it."""
     key = SIGNIN_PROBLEMS.get(exc.status)
@@ -387,7 +392,7 @@ class ImportPages:
             try:
                 ids = await self.svc.submit_import(caller, body)
             except ApiError as exc:
-                form.errors.append((None, t(exc.text[0], **exc.text[1]) if exc.text else exc.message))
+                form.errors.append((None, api_text(t, exc)))
             else:
                 return RedirectResponse(f"/imports/{ids[0]}", status_code=303)
         return self.form_page(request, t, caller, form, status=422)
@@ -522,10 +527,11 @@ class BatchPages:
         try:
             answer = await self.svc.submit_batch(caller, text, lang=t.lang,
                                                  not_mine=lambda email: t("batch_not_your_mailbox", email=email))
-        except BatchInvalid as exc:
-            return self._page(request, t, caller, errors=exc.errors, status=422)
+        except BatchInvalid as exc:  # each problem in the page's language where it has a text
+            errors = [{"line": p.line, "message": t.problem(p), "code": p.code} for p in exc.problems]
+            return self._page(request, t, caller, errors=errors, status=422)
         except ApiError as exc:
-            return self._page(request, t, caller, error=exc.message, status=exc.status)
+            return self._page(request, t, caller, error=api_text(t, exc), status=exc.status)
         return RedirectResponse(f"/batches/{answer['id']}", status_code=303)
 
     async def one_batch(self, request: Request, t: Translator) -> Response:
