@@ -383,6 +383,10 @@ def import_(
             for side in sides:
                 side.factory.warm()
         from migrate.api import ImportRequest
+        if not detach:
+            # migrate.api imports the engine only when a job starts: import it now, while the logins
+            # run and before _started() freezes what the imports made.
+            from migrate.engine.api import start  # noqa: F401
         _started()
         req = ImportRequest(source=src, target=dst, include=include or [], exclude=exclude or [],
                             map_folder=maps, dry_run=dry_run, journal=journal,
@@ -412,11 +416,12 @@ def _import_until_done(req, sides, *, wait: bool):  # type: ignore[no-untyped-de
     on and run it again (``wait``). Ctrl-C while waiting: the waiting report (exit 4)."""
     from migrate.api import run_import
     from migrate.engine.budget import run_with_waits
-    from migrate.ui import err
 
     waited = []
 
     def say(report) -> None:  # type: ignore[no-untyped-def]
+        from migrate.ui import err  # rich: only when there is something to say (25 ms of a no-op re-run)
+
         waited.append(report)
         err.print(f"waiting: {report.error.message if report.error else 'a daily budget is used up'}",
                   markup=False, highlight=False, soft_wrap=True)

@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .accounts import resolve_secret
-from .engine import JobHandle, JobSpec, events, start
-from .engine.budget import daily_limits
-from .engine.progress import Progress
-from .gate import WriteGate
-from .journal import default_journal_path, job_id_for
-from .notify.options import NotifyOptions
-from .report import JobReport, utcnow
-from .sides import Side, SideOptions, build_side
+# Only what the dataclass below needs is imported here: the engine, the sides and the mail are
+# imported where first used, so that ``import migrate.api`` (the service, the batch runner, the
+# CLI's option checks) does not pay for all of them. The CLI imports the engine itself while the
+# logins run (cli.py, ``import_``).
+if TYPE_CHECKING:
+    from .engine import JobHandle, JobSpec, events
+    from .engine.progress import Progress
+    from .notify.options import NotifyOptions
+    from .report import JobReport
+    from .sides import Side, SideOptions
 
 
 @dataclass
@@ -55,6 +57,10 @@ def sample_mailbox() -> Path:
 
 
 def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
+    from .engine import JobSpec
+    from .engine.budget import daily_limits
+    from .journal import default_journal_path, job_id_for
+
     caps = [c for c in (src.connection_cap, dst.connection_cap) if c]
     connections = min([req.connections, *caps])
     src_quirks, dst_quirks = src.hooks.quirks, dst.hooks.quirks
@@ -83,6 +89,9 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
 
 def _sides(req: ImportRequest, sides: tuple[Side, Side] | None) -> tuple[Side, Side]:
     if sides is None:
+        from .gate import WriteGate
+        from .sides import build_side
+
         gate = WriteGate(open=not req.dry_run)
         sides = (build_side(req.source, gate), build_side(req.target, gate))
     if sides[1].gate.open == req.dry_run:
@@ -96,6 +105,9 @@ def start_import(req: ImportRequest, *, on_event: Callable[[events.Event], None]
     """Start the import ``req`` describes and return its handle (``migrate.engine.JobHandle``:
     ``cancel()``, ``state``, ``report``, ``wait()``, ``events()``). The job only: the report file
     and the confirmation mail are ``run_import``'s; the start mail of a long job goes from here."""
+    from .engine import start
+    from .engine.progress import Progress
+
     src, dst = _sides(req, sides)
     spec = spec_for(req, src, dst)
     progress = progress or Progress()
@@ -118,6 +130,7 @@ class StartMail:
         self.note: str | None = None  # what happened to the start mail
 
     def __call__(self, event: events.Event) -> None:
+        from .engine import events
         from .notify.start import from_fit, from_progress, is_long
 
         if self.decided:
@@ -142,10 +155,12 @@ class StartMail:
             self.note = self._send(estimate)
 
     def _send(self, estimate: object) -> str:
+        from .accounts import resolve_secret
         from .errors import MigrateError
         from .notify.deliver import _settings, smtp_plan
         from .notify.send import recipients_for
         from .notify.start import deliver_start
+        from .report import JobReport, utcnow
 
         opts = self.req.notify
         assert opts is not None
@@ -202,6 +217,8 @@ def run_import(req: ImportRequest, progress: Progress | None = None,
 
     Every write passes the target side's gate (``migrate.gate``): folders, messages and flags in
     the target, the journal (the engine), the report and the confirmation mail (here)."""
+    from .engine import start
+    from .engine.progress import Progress
     from .ui import live_progress
 
     src, dst = _sides(req, sides)
@@ -234,6 +251,7 @@ def notify_job(req: ImportRequest, src: Side, dst: Side, spec: JobSpec, report: 
         return "confirmation mail: off (--no-notify)"
     if report.status == "waiting":  # not done: the run that finishes the job sends it
         return "confirmation mail: not sent yet (the job waits for a daily budget)"
+    from .accounts import resolve_secret
     from .errors import MigrateError
     from .notify.deliver import deliver, skip_reason, smtp_plan
 

@@ -21,9 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from ..endpoint import Endpoint
 from ..errors import (
@@ -43,6 +41,9 @@ from ..store import open_store
 from .budget import BudgetReached
 from .folder_sync import Cancelled, FolderScan, FolderSync, SyncSettings
 from .progress import Progress
+
+if TYPE_CHECKING:
+    import tenacity
 
 EndpointFactory = Callable[[], Endpoint]
 T = TypeVar("T")
@@ -92,6 +93,8 @@ class RetryPolicy:
              first_connect_fatal: bool = False,
              on_retry: Callable[[MigrateError, float], None] | None = None) -> T:
         """``fn()``, retried by this policy; ``on_retry(error, delay)`` before each wait."""
+        import tenacity  # here, not at module import: importing the engine stays cheap
+
         state = _Attempts(headway)
 
         def retryable(rs: tenacity.RetryCallState) -> bool:
