@@ -807,3 +807,37 @@ def test_view_events_changes_keep_alive_and_end():
         return [c async for c in view_events(lambda: next(gone), interval_s=0)]
 
     assert asyncio.run(until_gone()) == ['event: progress\ndata: {"state":"queued"}\n\n']
+
+
+@pytest.mark.dovecot
+@pytest.mark.cyrus
+def test_a_cyrus_source_through_the_service(home, srv, new_user, cyrus):
+    """A second server make: the source is Cyrus (its login is not the address: the API's
+    ``username``), the folder separator differs ("." there, "/" here), and a second import
+    copies nothing again (the target is read, not the journal's word taken)."""
+    src_srv = cyrus("dot")
+    src = new_user(src_srv)
+    alice = user(new_user, srv, "a")
+    seed(src, 0, per_folder=(("INBOX", 4), ("Archive", 3), ("Projects 2024", 2)))
+    app = make_app(home, srv)
+    with TestClient(app) as c:
+        csrf = login(c, alice)
+        source = {**source_of(src, src_srv), "email": f"{src.name}@cyrus.example.test", "username": src.name}
+        body = {"source": source, "target": {"email": alice.name}}
+        first = wait_for(c, c.post("/api/imports", json=body, headers={"X-CSRF-Token": csrf}).json()["id"])
+        assert first["state"] == "done", first
+        assert first["totals"]["copied"] == 9 and first["totals"]["source_messages"] == 9
+        for folder in (*FOLDERS, "Projects 2024"):
+            assert snapshot(alice, folder) == snapshot(src, folder), folder
+        with alice.client() as ac:  # the target lost one message behind our back: it comes back
+            ac.select_folder("Archive")
+            ac.delete_messages(ac.search()[:1])
+            ac.expunge()
+        again = wait_for(c, c.post("/api/imports", json=body, headers={"X-CSRF-Token": csrf}).json()["id"])
+        assert again["state"] == "done", again
+        totals = again["totals"]  # every source message accounted for: the lost one is "restored"
+        assert (totals["copied"], totals["restored"], totals["skipped_duplicates"]) == (0, 1, 8), totals
+        assert snapshot(alice, "Archive") == snapshot(src, "Archive")
+        page = c.get(f"/imports/{again['id']}").text
+        assert "Copied again (gone from the new mailbox)" in page
+    secret_free(home, src.password, alice.password)

@@ -423,7 +423,9 @@ class Service:
         live = self.runner.live_report(row["id"]) if running and self.runner is not None else None
         report = to_jsonable(live) if live is not None else (json.loads(row["report"]) if row["report"] else None)
         folders = []
-        totals = {"copied": 0, "skipped_duplicates": 0, "failed": 0, "bytes": 0, "source_messages": 0}
+        # restored: copied again because the target had lost it (the engine counts it apart from copied)
+        totals = {"copied": 0, "skipped_duplicates": 0, "failed": 0, "bytes": 0, "source_messages": 0,
+                  "restored": 0}
         for f in (report or {}).get("folders", []):
             folders.append({k: f.get(k) for k in ("source", "target", "copied", "skipped_duplicates", "failed",
                                                   "bytes", "source_messages", "restored", "note")})
@@ -434,9 +436,11 @@ class Service:
         if snapshot is not None:
             # A folder's report gets its counts when a part of it ends; the engine's counters move
             # with every batch, so a running import's totals are never behind what it did.
-            for key, live_key in (("copied", "copied"), ("skipped_duplicates", "duplicates"),
-                                  ("failed", "failed"), ("bytes", "bytes")):
-                totals[key] = max(totals[key], int(snapshot.get(live_key) or 0))
+            live = {"copied": int(snapshot.get("copied") or 0) - totals["restored"],  # it counts both
+                    "skipped_duplicates": int(snapshot.get("duplicates") or 0),
+                    "failed": int(snapshot.get("failed") or 0), "bytes": int(snapshot.get("bytes") or 0)}
+            for key, value in live.items():
+                totals[key] = max(totals[key], value)
         if snapshot is None and row.get("progress"):
             snapshot = json.loads(row["progress"])
         failures, more = failures_of(report)

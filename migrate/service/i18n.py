@@ -319,6 +319,8 @@ _TEXTS: dict[str, tuple[str, str, str, str]] = {
     "t_skipped": ("Already there (skipped)", "Schon vorhanden (übersprungen)", "Déjà présents (ignorés)",
                   "Già presenti (saltati)"),
     "t_failed": ("Not copied", "Nicht kopiert", "Non copiés", "Non copiati"),
+    "t_restored": ("Copied again (gone from the new mailbox)", "Erneut kopiert (im neuen Postfach verschwunden)",
+                   "Copiés à nouveau (disparus de la nouvelle boîte)", "Copiati di nuovo (spariti dalla nuova casella)"),
     "t_source_messages": ("Messages in the old mailbox", "Nachrichten im alten Postfach",
                           "Messages dans l'ancienne boîte", "Messaggi nella vecchia casella"),
     "t_bytes": ("Data copied", "Kopierte Datenmenge", "Données copiées", "Dati copiati"),

@@ -28,7 +28,8 @@ def progress_of(state: str, snapshot: dict[str, Any] | None, totals: dict[str, i
     one stored when the job ended; None: the job never got that far). ``totals``: the view's
     totals, what a finished job without a snapshot (an earlier version's) shows."""
     if state in FINAL and snapshot is None and totals:
-        snapshot = {"done_messages": totals["copied"] + totals["skipped_duplicates"] + totals["failed"],
+        snapshot = {"done_messages": totals["copied"] + totals.get("restored", 0) + totals["skipped_duplicates"]
+                    + totals["failed"],
                     "total_messages": totals["source_messages"], "bytes_done": totals["bytes"]}
     if state in FINAL:
         phase = "finished"
