@@ -140,7 +140,17 @@ class Browser:
         field.send_keys(text)
 
     def state(self) -> str:
-        return self.find('#live [data-field="state"]').get_attribute("data-state")
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+        try:
+            return self.find('#live [data-field="state"]').get_attribute("data-state")
+        except StaleElementReferenceException:
+            raise
+        except WebDriverException as exc:
+            # Chromium's words for a node the reloading page has just replaced: stale, read again.
+            if "does not belong to the document" in str(exc):
+                raise StaleElementReferenceException(str(exc)) from exc
+            raise
 
     def wait_state(self, *states: str) -> str:
         return self.wait.until(lambda _d: (state := self.state()) in states and state)
@@ -227,6 +237,10 @@ def test_sign_in_fill_the_form_and_watch_the_import_finish(driver, home, srv, ne
         b.fits(390)
         job_id = b.start()
         assert b.wait_state("done") == "done"
+        # At its end the live page reloads itself; load the finished page here, so that what
+        # follows reads that page and never one being replaced.
+        b.open(f"/imports/{job_id}")
+        assert b.state() == "done"
         total = count_messages(src)
         assert total == 7
         b.wait.until(lambda _d: b.total("copied") == total)
