@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .notify.options import NotifyOptions
     from .report import JobReport
     from .sides import Side, SideOptions
+    from .store.location import PgJournal
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ImportRequest:
     exclude: list[str] = field(default_factory=list)
     map_folder: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
-    journal: Path | None = None
+    journal: Path | PgJournal | None = None  # a SQLite file, or a namespace of a PostgreSQL database
     report_path: Path | None = None
     connections: int = 4
     retries: int = 8
@@ -43,7 +44,8 @@ class ImportRequest:
     notify: NotifyOptions | None = None
     gmail_single_copy: bool = False
     force: bool = False  # copy even when the fit check says the target is too small
-    budget_store: Path | None = None  # where daily budgets are counted (default: beside the journal)
+    # Where daily budgets are counted (default: beside a journal file; a PgJournal's database).
+    budget_store: Path | PgJournal | None = None
 
 
 def sample_mailbox() -> Path:
@@ -60,6 +62,7 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
     from .engine import JobSpec
     from .engine.budget import daily_limits
     from .journal import default_journal_path, job_id_for
+    from .store.location import resolve
 
     caps = [c for c in (src.connection_cap, dst.connection_cap) if c]
     connections = min([req.connections, *caps])
@@ -67,7 +70,7 @@ def spec_for(req: ImportRequest, src: Side, dst: Side) -> JobSpec:
     exclude = [*req.exclude, *src_quirks.source_skip_folders]
     rate = dst_quirks.max_messages_per_second
     batch_count = min(req.batch_count, max(1, int(rate))) if rate else req.batch_count
-    journal_path = (req.journal or default_journal_path(dst.label)).expanduser().resolve()
+    journal_path = resolve(req.journal or default_journal_path(dst.label))
     if src.uid_book is not None:  # a source Maildir keeps its UIDs in this job's journal
         src.uid_book.journal_path = journal_path
     return JobSpec(

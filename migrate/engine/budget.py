@@ -6,9 +6,10 @@ more gets the account locked for up to a day. The budgets are preset data
 
 * every message body read from the source counts against the source account's download budget,
   every message APPENDed to the target against the target account's upload budget, in bytes
-  actually moved, recorded per (account, direction, UTC day) in a store file of its own
-  (``budget_store``: ``_budgets.sqlite`` beside the journals), so that two runs, two processes and
-  two batch rows of one account add up;
+  actually moved, recorded per (account, direction, UTC day) in a store of its own
+  (``budget_store``: ``_budgets.sqlite`` beside the journals, or the namespace ``_budgets`` of a
+  PostgreSQL journal's database), so that two runs, two processes, two batch rows and two workers
+  on two hosts of one account add up;
 * before a batch is fetched, the messages that still fit today's budgets are reserved (in this
   process: parallel workers and batch rows share one ``BudgetGuard`` per account); when the next
   message would go over, the job stops cleanly with ``BudgetReached``: report status "waiting"
@@ -28,10 +29,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import ExitCode, FatalError, UsageError
+from ..store.location import BUDGET_FILE as BUDGET_FILE  # re-exported: its name since budgets began
+from ..store.location import JournalLocation, read_budget_used
+from ..store.location import resolve as resolve_location
 from .eta import Window, duration, human_bytes
 
 if TYPE_CHECKING:
@@ -41,7 +44,6 @@ if TYPE_CHECKING:
 
 Direction = Literal["download", "upload"]
 OVERRIDE_ENV = "MAILMIGRATE_BUDGET_OVERRIDE"
-BUDGET_FILE = "_budgets.sqlite"  # beside the journals: shared by every job whose journal is there
 _FIELDS: dict[str, Direction] = {"download_mb_per_day": "download", "upload_mb_per_day": "upload"}
 MB = 1_000_000
 
@@ -160,7 +162,7 @@ class BudgetGuard:
     """One account's budget in one direction, in this process: what is recorded in the store
     plus what the workers hold for batches in flight (``held``)."""
 
-    def __init__(self, limit: DailyLimit, store: Path) -> None:
+    def __init__(self, limit: DailyLimit, store: JournalLocation) -> None:
         self.limit = limit
         self.store = store
         self.held = 0  # reserved for batches being fetched or appended (under _LOCK)
@@ -169,7 +171,6 @@ class BudgetGuard:
     def used(self, day: str, *, read_only: bool) -> int:
         """Bytes recorded for ``day`` (by every run and process)."""
         if read_only:  # a dry run: nothing is created, not even the file
-            from ..store.sqlite import read_budget_used
             n = read_budget_used(self.store, self.limit.account, self.limit.direction, day)
         else:
             from ..store import open_store
@@ -202,12 +203,12 @@ class BudgetGuard:
 
 
 _LOCK = threading.Lock()  # every reservation of every guard: a batch takes its room on all at once
-_GUARDS: dict[tuple[Path, str, str], BudgetGuard] = {}
+_GUARDS: dict[tuple[JournalLocation, str, str], BudgetGuard] = {}
 
 
-def guard_for(limit: DailyLimit, store: Path) -> BudgetGuard:
+def guard_for(limit: DailyLimit, store: JournalLocation) -> BudgetGuard:
     """This process's guard of ``limit``'s account and direction (shared by the jobs that use it)."""
-    key = (store.resolve(), limit.account, limit.direction)
+    key = (resolve_location(store), limit.account, limit.direction)
     with _LOCK:
         g = _GUARDS.get(key)
         if g is None:
@@ -229,7 +230,7 @@ class Ticket:
 class DailyBudgets:
     """The daily budgets one job keeps to (see the module docstring)."""
 
-    def __init__(self, limits: Sequence[DailyLimit], store: Path, *, dry_run: bool = False) -> None:
+    def __init__(self, limits: Sequence[DailyLimit], store: JournalLocation, *, dry_run: bool = False) -> None:
         self.guards = [guard_for(limit, store) for limit in limits]
         self.dry_run = dry_run
 

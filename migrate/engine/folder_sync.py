@@ -41,8 +41,9 @@ from ..journal import FolderRecord, Journal, MessageRecord
 from ..models import NON_COPYABLE_FLAGS, AppendItem, FolderStatus, MessageMeta, RawMessage
 from ..report import Failure, FolderReport
 from ..store import MessageRow
+from ..store.location import locks_for
 from .budget import BudgetReached, DailyBudgets, Ticket
-from .locks import FileLocks, Locks
+from .locks import Locks
 from .memory import give_back_free_memory
 from .progress import Progress
 
@@ -52,7 +53,7 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 @dataclass
 class SyncSettings:
     job_id: str
-    journal_path: object  # pathlib.Path; typed loosely to keep this module import-light
+    journal_path: object  # a Path or a PgJournal (``migrate.store.location``); loosely typed: import-light
     batch_bytes: int = 4_000_000  # bytes in flight per APPEND batch (memory stays flat)
     batch_count: int = 100
     chunk: int = 500  # messages decided per lock hold
@@ -64,7 +65,7 @@ class SyncSettings:
     pace: Callable[[int], None] | None = None  # waits so that n more messages keep the target's rate
     budget: ByteBudget | None = None  # bytes of message bodies in memory across the whole job
     daily: DailyBudgets | None = None  # the providers' daily budgets (``migrate.engine.budget``)
-    locks: Locks | None = None  # None: the lock files beside ``journal_path``; a dry run takes none
+    locks: Locks | None = None  # None: ``locks_for(journal_path)``; a dry run takes none (``NoLocks``)
     # The job's write gate (``migrate.gate``). Closed (a dry run): nothing is fetched or appended,
     # what a real run would copy is counted instead.
     gate: WriteGate | None = None
@@ -208,7 +209,7 @@ class FolderSync:
                  journal: Journal, progress: Progress, report: FolderReport, *, scan: FolderScan | None = None,
                  part: int = 0, parts: int = 1) -> None:
         self.s = settings
-        self.locks: Locks = settings.locks or FileLocks(settings.journal_path)  # type: ignore[arg-type]
+        self.locks: Locks = settings.locks or locks_for(settings.journal_path)  # type: ignore[arg-type]
         self.source, self.target = source, target
         self.src, self.dst = src, dst
         self.j = journal

@@ -27,23 +27,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..endpoint import Endpoint
 from ..errors import ExitCode, MigrateError
 from ..folders import FolderMapping, FolderPlan, check_patterns
 from ..gate import dry_target, job_gate
-from ..journal import JobGuard, Journal, read_folder_map
+from ..journal import Journal
 from ..models import FolderStatus, Quota
 from ..report import ErrorInfo, FitReport, FolderReport, JobReport, utcnow
 from ..store import FolderMapRow, open_store
+from ..store.location import JournalLocation, budget_location, is_pg, job_guard, locks_for, read_folder_map
 from . import events
-from .budget import BUDGET_FILE, BudgetReached, DailyBudgets, DailyLimit
+from .budget import BudgetReached, DailyBudgets, DailyLimit
 from .fit import DoesNotFit, FolderSizes, Limits
 from .fit import check as check_fit
 from .folder_sync import ByteBudget, Cancelled, SyncSettings, target_as_recorded
-from .locks import NoLocks
+from .locks import Locks, NoLocks
 from .memory import tune_malloc
 from .planning import FolderCreator, Listing, count_refused, plan_job_folders
 from .pool import NOT_STARTED, STOPPED, Conns, FolderPool, Group, Journals, Pacer, Part, RetryPolicy
@@ -64,7 +64,7 @@ class JobSpec:
     src_factory: EndpointFactory
     dst_factory: EndpointFactory
     job_id: str
-    journal_path: Path
+    journal_path: JournalLocation  # a SQLite file's Path, or a PgJournal (``migrate.store.location``)
     source_email: str | None = None
     target_email: str | None = None
     dry_run: bool = False
@@ -90,7 +90,9 @@ class JobSpec:
     rerun_command: str | None = None
     force: bool = False  # copy even when the fit check says it does not fit
     budgets: Sequence[DailyLimit] = ()  # the accounts' daily budgets (``migrate.engine.budget.daily_limits``)
-    budget_store: Path | None = None  # where they are counted; default: ``_budgets.sqlite`` beside the journal
+    # Where they are counted; default: ``_budgets.sqlite`` beside a journal file, the budgets'
+    # namespace of a PgJournal's database (``migrate.store.location.budget_location``).
+    budget_store: JournalLocation | None = None
 
 
 class Job:
@@ -117,11 +119,12 @@ class Job:
         self._quota: Quota | None = None
         self._listing: Listing | None = None
         self._recorded: dict[str, str] = {}
-        store = spec.budget_store or Path(spec.journal_path).parent / BUDGET_FILE
+        store = spec.budget_store or budget_location(spec.journal_path)
         self._daily = DailyBudgets(spec.budgets, store, dry_run=spec.dry_run) if spec.budgets else None
         if self._daily:
             self.progress.budget_windows = self._daily.windows  # the ETA counts the budget windows ahead
         self._pace = Pacer(spec.max_rate) if spec.max_rate else None
+        self._locks: Locks | None = None  # a real run's (``locks_for``), taken with the job guard
         # Message bytes in memory across all workers: two batches per connection.
         self._budget = ByteBudget(2 * spec.batch_bytes * max(1, spec.connections))
         self._retry = RetryPolicy(spec.retries, spec.retry_base, self.cancel)
@@ -196,19 +199,30 @@ class Job:
         self._dst_factory = lambda: dry_target(factory(), gate, pending)
         journals = Journals(self.spec.journal_path if real else None)
         journal = journals.open()
-        guard: JobGuard | None = None
+        guard = None
         ticker: threading.Thread | None = None
         run_id: int | None = None
         if real:
-            guard = JobGuard(self.spec.journal_path, self.spec.job_id)
+            guard = job_guard(self.spec.journal_path, self.spec.job_id)
             try:
                 guard.acquire()
+                # One set of locks for the whole run: a PgJournal's pooled lock connections are
+                # all given back when it is closed, at the end of the run.
+                self._locks = locks_for(self.spec.journal_path)
+                if self._pace is not None and is_pg(self.spec.journal_path):
+                    # Other workers may upload into this mailbox too: its pace is kept in the database.
+                    from ..store.pg_pace import SharedPacer
+
+                    self._pace = SharedPacer(self.spec.journal_path, self._pace.rate)  # type: ignore[arg-type]
+                run_id = journal.start_job(self.spec.job_id, self.spec.source_label, self.spec.target_label,
+                                           source_email=self.spec.source_email, target_email=self.spec.target_email,
+                                           command=self.spec.rerun_command)
             except BaseException:
+                if self._locks is not None:
+                    self._locks.close()
+                guard.release()
                 journal.close()
                 raise
-            run_id = journal.start_job(self.spec.job_id, self.spec.source_label, self.spec.target_label,
-                                       source_email=self.spec.source_email, target_email=self.spec.target_email,
-                                       command=self.spec.rerun_command)
             ticker = threading.Thread(target=self._tick, args=(run_id,), daemon=True)
             ticker.start()
         try:
@@ -228,6 +242,8 @@ class Job:
             report = self._finish(t0, journal if real else None, run_id)
             if ticker is not None:
                 ticker.join()  # its journal connection closed too: the journal is left whole (no -wal)
+            if self._locks is not None:
+                self._locks.close()
             if guard is not None:
                 guard.release()
             journal.close()
@@ -292,10 +308,29 @@ class Job:
                         fr.copied or fr.skipped_duplicates or fr.failed or fr.restored):
                     fr.note = f"not started: {why}"
         if journal is not None and run_id is not None:
-            with contextlib.suppress(Exception):
-                journal.set_progress(run_id, self.progress.snapshot())
-            journal.finish_run(self.spec.job_id, run_id, r.status, r.to_json())
+            self._record_finish(journal, run_id)
         return r
+
+    def _record_finish(self, journal: Journal, run_id: int) -> None:
+        """Record the run's end. A journal whose connection dropped (``DatabaseLost``, a
+        PostgreSQL journal) gets one fresh connection for it; if that fails too the run stays
+        "running" in the journal, the report still says what happened."""
+        r = self.report
+        with contextlib.suppress(Exception):
+            journal.set_progress(run_id, self.progress.snapshot())
+        try:
+            journal.finish_run(self.spec.job_id, run_id, r.status, r.to_json())
+        except MigrateError:
+            try:
+                fresh = open_store(self.spec.journal_path)
+            except MigrateError:
+                return
+            try:
+                fresh.finish_run(self.spec.job_id, run_id, r.status, r.to_json())
+            except MigrateError:
+                pass
+            finally:
+                fresh.close()
 
     # --- planning -------------------------------------------------------------------------
 
@@ -437,7 +472,7 @@ class Job:
             job_id=self.spec.job_id, journal_path=self.spec.journal_path, batch_bytes=self.spec.batch_bytes,
             batch_count=self.spec.batch_count, append_limit=self._append_limit, flag_filter=self.spec.flag_filter,
             prepare_body=self.spec.prepare_body, cancel=self.cancel, pace=self._pace, budget=self._budget,
-            daily=self._daily if real else None, locks=None if real else NoLocks(), gate=self._gate)
+            daily=self._daily if real else None, locks=self._locks if real else NoLocks(), gate=self._gate)
         pool = FolderPool(connections=self.spec.connections if real else 1,  # a dry run: one journal
                           src_factory=self._src_factory, dst_factory=self._dst_factory, settings=settings,
                           journals=journals, progress=self.progress, cancel=self.cancel, retry=self._retry,

@@ -1,8 +1,10 @@
 """The locks a folder sync takes, and the dry run's stand-in for them.
 
-A real run coordinates through lock files beside its journal (``migrate.journal``): an owner lock
-per live attempt (ledger claims name it, so a reconcile tells in-flight claims from dead ones) and
-a lock per target folder around decide -> APPEND -> record. A dry run keeps a private in-memory
+A real run coordinates through lock files beside its journal file (``migrate.journal``), or
+through advisory locks in its PostgreSQL journal's database (``migrate.store.pg_locks.PgLocks``,
+across hosts; ``migrate.store.location.locks_for`` picks): an owner lock per live attempt (ledger
+claims name it, so a reconcile tells in-flight claims from dead ones) and a lock per target folder
+around decide -> APPEND -> record. A dry run keeps a private in-memory
 journal that no other process or attempt can see, and writes nothing anywhere, not even a lock
 file: ``NoLocks`` takes none and calls every owner alive (its claims are never in flight).
 """
@@ -30,6 +32,9 @@ class Locks(Protocol):
 
     def alive(self, token: str | None) -> bool: ...
 
+    def close(self) -> None:
+        """The job is over: give back what the locks keep between two acquisitions."""
+
 
 class FileLocks:
     """Lock files beside the journal at ``journal_path`` (across threads and processes)."""
@@ -45,6 +50,9 @@ class FileLocks:
 
     def alive(self, token: str | None) -> bool:
         return owner_alive(self.journal_path, token)
+
+    def close(self) -> None:
+        pass  # nothing kept between two locks: every lock file is closed when let go
 
 
 class _Token:
@@ -64,3 +72,6 @@ class NoLocks:
 
     def alive(self, token: str | None) -> bool:
         return True
+
+    def close(self) -> None:
+        pass

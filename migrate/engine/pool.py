@@ -38,6 +38,7 @@ from ..journal import Journal
 from ..models import FolderStatus
 from ..report import Failure, FolderReport
 from ..store import open_store
+from ..store.location import JournalLocation
 from .budget import BudgetReached
 from .folder_sync import Cancelled, FolderScan, FolderSync, SyncSettings
 from .progress import Progress
@@ -217,10 +218,11 @@ class Conns:
 
 class Journals:
     """Where a job's journal connections come from. A real run: one connection per thread on the
-    job's file (SQLite connections are not shared between threads). A dry run (``path`` None):
-    one private in-memory journal, written nowhere, shared by the job and its one worker."""
+    job's file or PostgreSQL namespace (``path``: a Path or a ``PgJournal``; connections are not
+    shared between threads). A dry run (``path`` None): one private in-memory journal, written
+    nowhere, shared by the job and its one worker."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: JournalLocation | None) -> None:
         self.path = path
         self._shared = open_store(Path(":memory:")) if path is None else None
 

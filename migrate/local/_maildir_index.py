@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..gate import WriteGate
     from ..journal import Journal
+    from ..store.location import PgJournal
 
 UIDLIST = "mailmigrate-uidlist"
 LOCKFILE = "mailmigrate-uidlist.lock"
@@ -182,13 +183,13 @@ class UidBook:
 
     store: str
     gate: WriteGate
-    journal_path: Path | None = None  # bound when the job is planned (``migrate.api.spec_for``)
+    journal_path: Path | PgJournal | None = None  # bound when the job is planned (``migrate.api.spec_for``)
 
     def open(self) -> Journal | None:
         if self.journal_path is None or not self.gate.allow("journal", self.journal_path):
             return None
-        from ..journal import Journal
-        return Journal(self.journal_path)
+        from ..store import open_store
+        return open_store(self.journal_path)  # a file, or a PgJournal (a queue worker's)
 
 
 class SourceUids:

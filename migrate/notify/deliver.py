@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 from ..accounts import Secret, resolve_secret
 from ..errors import MigrateError, UsageError
-from ..journal import Journal
 from ..report import JobReport, load, utcnow
-from ..store import NotificationRow
+from ..store import NotificationRow, Store, open_store
+from ..store.location import JournalLocation, PgJournal
 from . import NotifyFailed
 from .compose import compose_batch_mail, compose_job_mail
 from .i18n import check_lang
@@ -76,7 +75,7 @@ def _changed(r: JobReport) -> bool:
                 or r.status in ("failed", "interrupted", "partial"))
 
 
-def skip_reason(opts: NotifyOptions, journal_path: Path | None, job_id: str, reports: list[JobReport]) -> str | None:
+def skip_reason(opts: NotifyOptions, journal_path: JournalLocation | None, job_id: str, reports: list[JobReport]) -> str | None:
     """Why no mail goes out for this run (``--no-notify``, ``--notify-when``), or None to send one."""
     if not opts.enabled:
         return OFF
@@ -85,7 +84,7 @@ def skip_reason(opts: NotifyOptions, journal_path: Path | None, job_id: str, rep
     if opts.when == "always" or any(_changed(r) for r in reports) or journal_path is None:
         return None
     try:  # the job's first run (this one is recorded already) always says what happened
-        journal = Journal(journal_path)
+        journal = open_store(journal_path)
         try:
             first = len(journal.runs(job_id)) <= 1
         finally:
@@ -95,7 +94,7 @@ def skip_reason(opts: NotifyOptions, journal_path: Path | None, job_id: str, rep
     return None if first else UNCHANGED
 
 
-def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[JobReport], opts: NotifyOptions,
+def deliver(journal_path: JournalLocation | None, kind: str, job_id: str, reports: list[JobReport], opts: NotifyOptions,
             plan: SmtpPlan | None, *, password: Secret | None = None,
             token: Callable[[], Secret] | None = None) -> str:
     """Compose and send; record the outcome. Returns a one-line status for the summary.
@@ -119,11 +118,11 @@ def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[Job
         state="pending" if plan else "failed", error=None if plan else _NO_SMTP_ERROR,
         attempts=0, updated_at=utcnow().isoformat(),
         reports=json.dumps([r.to_dict() for r in reports], ensure_ascii=False))
-    journal = Journal(journal_path) if journal_path else None
+    journal = open_store(journal_path) if journal_path else None
     try:
         nid = journal.add_notification(row) if journal else None
         if plan is None:
-            later = f"; send it with 'mailmigrate notify --journal {journal.path} --smtp-host HOST'" if journal else ""
+            later = f"; send it with 'mailmigrate notify --journal {_journal_name(journal)} --smtp-host HOST'" if journal else ""
             return NO_SMTP + later
         return _send(journal, nid, row, plan, password, token)
     finally:
@@ -134,7 +133,17 @@ def deliver(journal_path: Path | None, kind: str, job_id: str, reports: list[Job
 _NO_SMTP_ERROR = "no SMTP server known for the target"
 
 
-def _send(journal: Journal | None, nid: int | None, row: NotificationRow, plan: SmtpPlan,
+def _journal_name(journal: Store | None) -> str:
+    """How to name the journal in a hint: its file, or its PostgreSQL database and namespace
+    (never a password)."""
+    path = getattr(journal, "path", None)
+    if path is not None:
+        return str(path)
+    url, namespace = getattr(journal, "url", None), getattr(journal, "namespace", None)
+    return str(PgJournal(url, namespace)) if url and namespace else "PATH"
+
+
+def _send(journal: Store | None, nid: int | None, row: NotificationRow, plan: SmtpPlan,
           password: Secret | None, token: Callable[[], Secret] | None = None) -> str:
     recipients = json.loads(row.recipients)
     reports = [load(JobReport, r) for r in json.loads(row.reports)]
@@ -151,7 +160,7 @@ def _send(journal: Journal | None, nid: int | None, row: NotificationRow, plan: 
         if journal and nid:
             journal.update_notification(nid, "failed", exc.message)
         return (f"{NOT_SENT} ({exc.message}); the migration itself is fine - "
-                f"send it later with 'mailmigrate notify --journal {journal.path if journal else 'PATH'}' "
+                f"send it later with 'mailmigrate notify --journal {_journal_name(journal)}' "
                 "(with --smtp-host/--smtp-port/--smtp-security/--smtp-user/--smtp-password to correct the SMTP "
                 "settings)")
     if journal and nid:
@@ -188,11 +197,11 @@ def corrected_plan(stored: SmtpPlan | None, fix: NotifyOptions | None) -> SmtpPl
     return changed
 
 
-def resend(journal_path: Path, job: str | None, *, password: Secret | None, include_sent: bool = False,
+def resend(journal_path: JournalLocation, job: str | None, *, password: Secret | None, include_sent: bool = False,
            smtp: NotifyOptions | None = None) -> list[str]:
     """``mailmigrate notify``: send again every notification not yet sent (or the job's latest).
     ``smtp``: SMTP settings given to correct the stored ones (see ``corrected_plan``)."""
-    j = Journal(journal_path)
+    j = open_store(journal_path)
     out: list[str] = []
     try:
         for row in j.notifications(job, include_sent=include_sent):

@@ -17,14 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from pathlib import Path
 from typing import Any
 
 from ..engine.eta import Window, finish_time
 from ..errors import UsageError
-from ..journal import Journal
 from ..report import FitReport, utcnow
-from ..store import NotificationRow
+from ..store import NotificationRow, open_store
+from ..store.location import JournalLocation
 from . import NotifyFailed
 from .compose import clean
 from .i18n import check_lang
@@ -155,9 +154,9 @@ def compose_start_mail(*, job_id: str, source: str, target: str, estimate: Estim
 # --- once per job -------------------------------------------------------------------------------
 
 
-def sent_before(journal_path: Path, job_id: str) -> bool:
+def sent_before(journal_path: JournalLocation, job_id: str) -> bool:
     """Did an earlier run (or resume) of this job record its start mail?"""
-    journal = Journal(journal_path)
+    journal = open_store(journal_path)
     try:
         return any(r.kind == START_KIND and r.job_id == job_id
                    for r in journal.notifications(job_id, include_sent=True))
@@ -165,14 +164,14 @@ def sent_before(journal_path: Path, job_id: str) -> bool:
         journal.close()
 
 
-def deliver_start(journal_path: Path, job_id: str, *, source: str, target: str, recipients: list[str],
+def deliver_start(journal_path: JournalLocation, job_id: str, *, source: str, target: str, recipients: list[str],
                   lang: str, sender: str, estimate: Estimate, settings: Callable[[], SmtpSettings],
                   plan: Any) -> str:
     """Send the start mail once for this job; record it in the journal first (so a crash mid-way
     never sends a second one). ``settings``: the SMTP settings, built only when a mail goes out."""
     if not recipients:
         return "start mail: no recipient addresses"
-    journal = Journal(journal_path)
+    journal = open_store(journal_path)
     try:
         if any(r.kind == START_KIND and r.job_id == job_id for r in journal.notifications(job_id, include_sent=True)):
             return START_ALREADY

@@ -25,6 +25,7 @@ from .base import (
     RunRow,
     Store,
 )
+from .location import DatabaseLost, JournalLocation, PgJournal
 
 
 def is_postgres_url(location: object) -> bool:
@@ -33,9 +34,13 @@ def is_postgres_url(location: object) -> bool:
     return isinstance(location, str) and location[:13].lower().startswith(("postgresql://", "postgres://"))
 
 
-def open_store(location: Path | str, namespace: str | None = None) -> Store:
-    """Open the store at ``location``: the path of a SQLite journal file, or a ``postgresql://``
-    URL together with the ``namespace`` (the target account label) whose rows to see."""
+def open_store(location: Path | str | PgJournal, namespace: str | None = None) -> Store:
+    """Open the store at ``location``: the path of a SQLite journal file, a ``PgJournal``, or a
+    ``postgresql://`` URL together with the ``namespace`` (the target account label) whose rows to see."""
+    if isinstance(location, PgJournal):
+        from .postgres import PostgresStore
+
+        return PostgresStore(location.url, location.namespace)
     if is_postgres_url(location):
         if not namespace:
             from ..errors import UsageError
@@ -50,7 +55,7 @@ def open_store(location: Path | str, namespace: str | None = None) -> Store:
 
 
 __all__ = [
-    "BudgetStore", "FolderMapRow", "FolderRecord", "FolderStore", "JobRow", "JobStore", "LedgerRow", "LedgerScan", "LedgerStore",
+    "BudgetStore", "DatabaseLost", "FolderMapRow", "FolderRecord", "FolderStore", "JobRow", "JobStore", "LedgerRow", "LedgerScan", "LedgerStore",
     "MaildirUidStore", "MaildirUids", "MessageRow", "MessageStore", "NotificationRow", "NotificationStore",
-    "RunRow", "Store", "is_postgres_url", "open_store",
+    "JournalLocation", "PgJournal", "RunRow", "Store", "is_postgres_url", "open_store",
 ]

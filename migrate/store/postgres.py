@@ -11,8 +11,10 @@ never decide on stale reads, writers of two namespaces do not wait for each othe
 ``tx()`` the connection is in autocommit: every read sees what is committed, every write method
 commits on its own. One connection per store; like the SQLite store, one thread uses it at a time.
 
-The file locks beside a SQLite journal (``migrate.engine.locks``) still apply; workers on several
-machines will need advisory locks in this database instead (not done yet).
+A job on a PostgreSQL journal (``migrate.store.location.PgJournal``) takes its locks as advisory
+locks in the same database (``migrate.store.pg_locks``): workers on several machines exclude each
+other. A connection that drops under a store (server restarted, backend terminated) is classified
+here, once: ``DatabaseLost``, a one-line fatal error naming the database without its password.
 
 Needs the optional extra ``postgres`` (psycopg 3): ``pip install 'mailmigrate[postgres]'``.
 """
@@ -41,6 +43,7 @@ from .base import (
     RunRow,
     Store,
 )
+from .location import DatabaseLost
 
 if TYPE_CHECKING:
     import psycopg
@@ -121,6 +124,50 @@ def connect(url: str) -> psycopg.Connection:
                             hint="is the server running and the host and port in --database right?") from None
 
 
+# SQLSTATE classes that mean the session is gone: 08 connection exception, 57P01-57P03 the server
+# shut the backend down (pg_terminate_backend, restart) or cannot take it now.
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(conn: psycopg.Connection, exc: BaseException) -> bool:
+    """Did ``exc`` come from a connection that is gone (not from a bad statement)?"""
+    psycopg = _psycopg()
+    if conn.closed or conn.broken or isinstance(exc, psycopg.InterfaceError):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith("08") or state in _LOST_STATES
+
+
+def _read_only_query(url: str, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows of one query, without writing anything (the dry run's look at the journal). A database
+    that was never upgraded holds nothing yet: no rows."""
+    conn = connect(url)
+    try:
+        if postgres_schema.pending(conn):
+            return []
+        try:
+            return list(conn.execute(sql, args))  # type: ignore[arg-type]  # our own constant SQL
+        except _psycopg().Error as exc:
+            if connection_lost(conn, exc):
+                raise DatabaseLost.at(url, exc) from None
+            raise
+    finally:
+        conn.close()
+
+
+def read_folder_map(url: str, namespace: str, job_id: str) -> dict[str, str]:
+    """``PostgresStore.folder_map`` writing nothing (no key-version row either)."""
+    return dict(_read_only_query(url, "SELECT source_folder, target_folder FROM folder_map"
+                                 " WHERE namespace=%s AND job_id=%s", (namespace, job_id)))  # type: ignore[arg-type]
+
+
+def read_budget_used(url: str, namespace: str, account: str, direction: str, day: str) -> int:
+    """``PostgresStore.budget_used`` writing nothing."""
+    rows = _read_only_query(url, "SELECT bytes FROM budget_usage WHERE namespace=%s AND account=%s"
+                            " AND direction=%s AND day=%s", (namespace, account, direction, day))
+    return int(rows[0][0]) if rows else 0
+
+
 def _src_in(src: str | None) -> bytes | None:
     return None if src is None else src.encode("utf-8", "surrogatepass")
 
@@ -150,6 +197,7 @@ class PostgresStore(Store):
         if not namespace:
             raise UsageError("a PostgreSQL store needs a namespace (the target account label)")
         self.namespace = namespace
+        self.url = url
         self.conn = connect(url)
         self._tx_depth = 0
         try:
@@ -165,13 +213,26 @@ class PostgresStore(Store):
             raise
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        return self.conn.execute(sql, args)  # type: ignore[arg-type]  # our own constant SQL
+        with self._classified():
+            return self.conn.execute(sql, args)  # type: ignore[arg-type]  # our own constant SQL
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            with self.conn.cursor() as cur:
+            with self._classified(), self.conn.cursor() as cur:
                 cur.executemany(sql, rows)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def _classified(self) -> Iterator[None]:
+        """A dropped connection becomes ``DatabaseLost``; any other database error stays itself."""
+        try:
+            yield
+        except DatabaseLost:
+            raise
+        except _psycopg().Error as exc:
+            if connection_lost(self.conn, exc):
+                raise DatabaseLost.at(self.url, exc) from None
+            raise
 
     def _check_key_version(self) -> None:
         """As ``SQLiteStore._check_key_version``, for this namespace only."""
@@ -201,7 +262,7 @@ class PostgresStore(Store):
             return
         self._tx_depth = 1
         try:
-            with self.conn.transaction():
+            with self._classified(), self.conn.transaction():  # COMMIT too: it may find the connection gone
                 self._q("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("mailmigrate:" + self.namespace,))
                 yield
         finally:
