@@ -34,6 +34,9 @@ class ServiceConfig:
     target_provider: str | None = None
     jobs: int = 4
     home: Path = field(default_factory=state_home)
+    # The service's state: a PostgreSQL URL shared by every serve/worker process (``mailmigrate db
+    # upgrade`` first), or None for service.sqlite in ``home`` (one process).
+    database: str | None = None
     admin_token: str | None = field(default_factory=lambda: os.environ.get("MAILMIGRATE_ADMIN_TOKEN") or None,
                                     repr=False)
     secret_key: str | None = field(default_factory=lambda: os.environ.get("MAILMIGRATE_SECRET_KEY") or None,

@@ -1,17 +1,32 @@
-"""The service's state: one SQLite file with jobs, batches, sessions and a session's mailboxes.
+"""The service's state: jobs, batches, sessions and a session's mailboxes and sign-ins.
+
+In one SQLite file (``service.sqlite``, one service process) or in a PostgreSQL database shared by
+``mailmigrate serve`` and ``worker`` processes on several hosts (``--database URL``,
+``migrate/service/db_postgres.py``; its tables are migration 2 of ``migrate/store/postgres_schema``).
+``Store`` holds every query once, in SQL both understand; a ``Connection`` runs it in its dialect.
+Every state change is one conditional statement or one transaction, as other processes change the
+same rows at the same time.
 
 Passwords are only ever stored sealed (``crypto.SecretBox``) and erased when a job ends; session
 tokens are stored as their SHA-256, never in clear."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MigrateError
+
+if TYPE_CHECKING:
+    from .config import ServiceConfig
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -68,17 +83,44 @@ BUDGET_WAITING = "waiting"  # stopped at a provider's daily budget: queued again
 
 _INSERT_JOB = ("INSERT INTO jobs (id, owner, created_by, state, request, source_secret, target_secret, created_at, "
                "batch_id, batch_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_CLAIM = "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ? AND state "
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+class ServiceDatabaseError(MigrateError):
+    """The service's database failed a request (connection lost, a change refused): one line
+    naming the database, never its password."""
+
+    reference = "service-database"
 
 
-class Store:
+@dataclass
+class Result:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rowcount: int = -1
+
+
+class Connection:
+    """What ``Store`` needs of a database: run one statement (``?`` placeholders), a transaction
+    holding the write lock of what it changes from its first statement on, close."""
+
+    for_update = ""  # what makes a SELECT in a transaction lock its rows ("" where the transaction already does)
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Result:
+        raise NotImplementedError
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteConnection(Connection):
+    """``service.sqlite``: one file, made or brought up to date on opening."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout = 10000")
@@ -96,17 +138,73 @@ class Store:
             if column not in known:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Result:
+        cur = self._db.execute(sql, args)
+        return Result([dict(r) for r in cur.fetchall()], cur.rowcount)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")  # the write lock first: no decision on a stale read
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Rollback(Exception):
+    """Raised inside ``Store._tx`` to undo the transaction quietly."""
+
+
+def open_service_store(cfg: ServiceConfig) -> Store:
+    """The PostgreSQL database of ``cfg.database`` (its schema up to date, else a one-line
+    UsageError), or ``service.sqlite`` in the service's home."""
+    if cfg.database:
+        from .db_postgres import PostgresConnection
+
+        return Store(PostgresConnection(cfg.database))
+    return Store(cfg.db_path)
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """The service's queries over one connection, used by one thread at a time (a lock)."""
+
+    def __init__(self, where: Path | Connection) -> None:
+        self._conn = where if isinstance(where, Connection) else SqliteConnection(where)
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._conn.close()
 
-    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, args: tuple = ()) -> Result:
         with self._lock:
-            return self._db.execute(sql, args)
+            return self._conn.execute(sql, args)
 
     def _all(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        return self._exec(sql, args).rows
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Callable[..., Result]]:
+        """One transaction; yields the statement runner. ``raise _Rollback`` undoes it quietly."""
         with self._lock:
-            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+            try:
+                with self._conn.transaction():
+                    yield self._conn.execute
+            except _Rollback:
+                pass
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -119,19 +217,12 @@ class Store:
         """The batch and all its jobs at once (``jobs``: add_job's keywords plus ``id`` and
         ``line``): a batch is stored whole or not at all."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("INSERT INTO batches (id, owner, created_at) VALUES (?, ?, ?)",
-                                 (batch_id, owner, now))
-                for j in jobs:
-                    self._db.execute(_INSERT_JOB, (j["id"], j["owner"], j["created_by"], j.get("state", "queued"),
-                                                   json.dumps(j["request"]), j["source_secret"],
-                                                   j["target_secret"], now, batch_id, j["line"]))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._tx() as q:
+            q("INSERT INTO batches (id, owner, created_at) VALUES (?, ?, ?)", (batch_id, owner, now))
+            for j in jobs:
+                q(_INSERT_JOB, (j["id"], j["owner"], j["created_by"], j.get("state", "queued"),
+                                json.dumps(j["request"]), j["source_secret"], j["target_secret"], now, batch_id,
+                                j["line"]))
 
     def batch(self, batch_id: str) -> dict[str, Any] | None:
         rows = self._all("SELECT * FROM batches WHERE id = ?", (batch_id,))
@@ -156,11 +247,33 @@ class Store:
         rows = self._all("SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at")
         return [r["id"] for r in rows]
 
-    def claim(self, job_id: str) -> bool:
-        """queued -> running; False if the job is no longer queued (cancelled meanwhile)."""
-        cur = self._exec("UPDATE jobs SET state = 'running', started_at = ? WHERE id = ? AND state = 'queued'",
-                         (time.time(), job_id))
-        return cur.rowcount == 1
+    def claim(self, job_id: str, *, take_over: bool = False) -> bool:
+        """queued -> running; False if the job is no longer queued (cancelled meanwhile, or another
+        worker claimed it). ``take_over``: also running -> running, a job whose worker died."""
+        states = "IN ('queued', 'running')" if take_over else "= 'queued'"
+        return self._exec(_CLAIM + states, (time.time(), job_id)).rowcount == 1
+
+    def save_live(self, job_id: str, report: dict[str, Any] | None, progress: dict[str, Any] | None) -> None:
+        """A running job's current report and progress (what others show of it); never after it ended."""
+        self._exec("UPDATE jobs SET report = COALESCE(?, report), progress = COALESCE(?, progress) "
+                   "WHERE id = ? AND state = 'running'", (_json_or_none(report), _json_or_none(progress), job_id))
+
+    def cancel_requested(self, job_ids: list[str]) -> set[str]:
+        """Which of these running jobs someone asked to cancel."""
+        if not job_ids:
+            return set()
+        marks = ", ".join("?" * len(job_ids))
+        rows = self._all(f"SELECT id FROM jobs WHERE id IN ({marks}) AND state = 'running' "
+                         "AND cancel_requested = 1", tuple(job_ids))
+        return {r["id"] for r in rows}
+
+    def jobs_in_state(self, *states: str) -> list[dict[str, Any]]:
+        """(id, state, resume_at) of the jobs in these states, oldest first."""
+        if not states:
+            return []
+        marks = ", ".join("?" * len(states))
+        return self._all(f"SELECT id, state, resume_at FROM jobs WHERE state IN ({marks}) ORDER BY created_at, id",
+                         tuple(states))
 
     def requeue(self, job_id: str) -> None:
         self._exec("UPDATE jobs SET state = 'queued' WHERE id = ? AND state = 'running'", (job_id,))
@@ -168,16 +281,17 @@ class Store:
     def request_cancel(self, job_id: str) -> str | None:
         """Mark a job cancelled (queued: at once, secrets erased) or to be cancelled (running).
         Returns the state it was in."""
-        with self._lock:
-            row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
+        with self._tx() as q:
+            rows = q("SELECT state FROM jobs WHERE id = ?" + self._conn.for_update, (job_id,)).rows
+            if not rows:
                 return None
-            if row["state"] in ("queued", WAITING, BUDGET_WAITING):
-                self._db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
-                                 "source_secret = NULL, target_secret = NULL WHERE id = ?", (time.time(), job_id))
-            elif row["state"] == "running":
-                self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            return str(row["state"])
+            state = str(rows[0]["state"])
+            if state in ("queued", WAITING, BUDGET_WAITING):
+                q("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
+                  "source_secret = NULL, target_secret = NULL WHERE id = ?", (time.time(), job_id))
+            elif state == "running":
+                q("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        return state
 
     def wait_for_budget(self, job_id: str, report: dict[str, Any], error: str | None, resume_at: float, *,
                         progress: dict[str, Any] | None = None) -> bool:
@@ -185,8 +299,7 @@ class Store:
         sealed for the run that goes on. False if the job is no longer running."""
         cur = self._exec("UPDATE jobs SET state = ?, report = ?, error = ?, resume_at = ?, "
                          "progress = COALESCE(?, progress) WHERE id = ? AND state = 'running'",
-                         (BUDGET_WAITING, json.dumps(report), error, resume_at,
-                          json.dumps(progress) if progress is not None else None, job_id))
+                         (BUDGET_WAITING, json.dumps(report), error, resume_at, _json_or_none(progress), job_id))
         return cur.rowcount == 1
 
     def budget_waits(self) -> list[tuple[str, float]]:
@@ -209,8 +322,7 @@ class Store:
         counters (``Progress.snapshot()``), what the job's progress shows from now on."""
         self._exec("UPDATE jobs SET state = ?, report = COALESCE(?, report), error = ?, finished_at = ?, "
                    "progress = COALESCE(?, progress), source_secret = NULL, target_secret = NULL WHERE id = ?",
-                   (state, json.dumps(report) if report is not None else None, error, time.time(),
-                    json.dumps(progress) if progress is not None else None, job_id))
+                   (state, _json_or_none(report), error, time.time(), _json_or_none(progress), job_id))
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -233,7 +345,8 @@ class Store:
     # --- a session's further mailboxes (the person proved each password by an IMAP LOGIN) ------
 
     def add_session_mailbox(self, session_hash: str, email: str, password: bytes) -> None:
-        self._exec("INSERT OR REPLACE INTO session_mailboxes VALUES (?, ?, ?, ?)",
+        self._exec("INSERT INTO session_mailboxes VALUES (?, ?, ?, ?) ON CONFLICT (token_hash, email) "
+                   "DO UPDATE SET password = excluded.password, added_at = excluded.added_at",
                    (session_hash, email, password, time.time()))
 
     def session_mailboxes(self, session_hash: str) -> list[dict[str, Any]]:
@@ -260,7 +373,8 @@ class Store:
         return rows[0]
 
     def add_oauth_source(self, session_hash: str, kind: str, email: str, secret: bytes) -> None:
-        self._exec("INSERT OR REPLACE INTO oauth_sources VALUES (?, ?, ?, ?, ?)",
+        self._exec("INSERT INTO oauth_sources VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_hash, kind, email) "
+                   "DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at",
                    (session_hash, kind, email.lower(), secret, time.time()))
 
     def oauth_sources(self, session_hash: str) -> list[dict[str, Any]]:
@@ -280,20 +394,16 @@ class Store:
         """Use the link and queue its job with the sealed sign-in, both or neither: False when the
         link was used or expired meanwhile, or the job is no longer waiting (cancelled)."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                used = self._db.execute("UPDATE signin_links SET used_at = ? WHERE token_hash = ? AND job_id = ? "
-                                        "AND used_at IS NULL AND expires_at >= ?", (now, link_hash, job_id, now))
-                queued = self._db.execute("UPDATE jobs SET state = 'queued', source_secret = ?, request = ?, "
-                                          "error = NULL WHERE id = ? AND state = ?",
-                                          (source_secret, json.dumps(request), job_id, WAITING))
-                ok = used.rowcount == 1 and queued.rowcount == 1
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT" if ok else "ROLLBACK")
-            return ok
+        ok = False
+        with self._tx() as q:
+            used = q("UPDATE signin_links SET used_at = ? WHERE token_hash = ? AND job_id = ? "
+                     "AND used_at IS NULL AND expires_at >= ?", (now, link_hash, job_id, now))
+            queued = q("UPDATE jobs SET state = 'queued', source_secret = ?, request = ?, error = NULL "
+                       "WHERE id = ? AND state = ?", (source_secret, json.dumps(request), job_id, WAITING))
+            ok = used.rowcount == 1 and queued.rowcount == 1
+            if not ok:
+                raise _Rollback
+        return ok
 
     def set_waiting_note(self, job_id: str, note: str | None) -> None:
         """Why a job waiting for sign-in may wait in vain (the link mail failed), or None."""

@@ -78,9 +78,48 @@ _TABLES = (
     " PRIMARY KEY (namespace, account, direction, day))",
 )
 
+# The web service's own state (``mailmigrate serve``/``worker``, migrate/service/db.py): a schema of
+# its own, as the journal above already has a ``jobs`` table. The service's connection puts
+# ``service`` on its search_path, so its SQL is the same text as on SQLite. The trigger is the
+# SQLite one's: a session's Google/Microsoft sign-ins and flows go with the session.
+_SERVICE_TABLES = (
+    "CREATE SCHEMA service",
+    "CREATE TABLE service.jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_by TEXT NOT NULL,"
+    " state TEXT NOT NULL, request TEXT NOT NULL, source_secret BYTEA, target_secret BYTEA,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0, report TEXT, error TEXT, created_at DOUBLE PRECISION NOT NULL,"
+    " started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, batch_id TEXT, batch_line INTEGER, progress TEXT,"
+    " resume_at DOUBLE PRECISION)",
+    "CREATE INDEX jobs_owner ON service.jobs (owner)",
+    "CREATE INDEX jobs_state ON service.jobs (state)",
+    "CREATE INDEX jobs_batch ON service.jobs (batch_id)",
+    "CREATE TABLE service.sessions (token_hash TEXT PRIMARY KEY, email TEXT NOT NULL, password BYTEA NOT NULL,"
+    " csrf TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE service.session_mailboxes (token_hash TEXT NOT NULL, email TEXT NOT NULL, password BYTEA NOT NULL,"
+    " added_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (token_hash, email))",
+    "CREATE TABLE service.batches (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE service.oauth_states (state_hash TEXT PRIMARY KEY, kind TEXT NOT NULL, verifier BYTEA NOT NULL,"
+    " session_hash TEXT, link_hash TEXT, expected_email TEXT, next_path TEXT NOT NULL, lang TEXT NOT NULL,"
+    " expires_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE service.oauth_sources (session_hash TEXT NOT NULL, kind TEXT NOT NULL, email TEXT NOT NULL,"
+    " secret BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (session_hash, kind, email))",
+    "CREATE TABLE service.signin_links (token_hash TEXT PRIMARY KEY, job_id TEXT NOT NULL, email TEXT NOT NULL,"
+    " kind TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL,"
+    " used_at DOUBLE PRECISION)",
+    "CREATE INDEX signin_links_job ON service.signin_links (job_id)",
+    "CREATE FUNCTION service.sessions_take_their_signins() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    " DELETE FROM service.oauth_sources WHERE session_hash = OLD.token_hash;"
+    " DELETE FROM service.oauth_states WHERE session_hash = OLD.token_hash;"
+    " RETURN NULL;"
+    " END $$",
+    "CREATE TRIGGER sessions_take_their_signins AFTER DELETE ON service.sessions FOR EACH ROW"
+    " EXECUTE FUNCTION service.sessions_take_their_signins()",
+)
+
 # In order; a version and its name never change once released.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _TABLES),
+    Migration(2, "service", _SERVICE_TABLES),
 )
 
 _CREATE_MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
