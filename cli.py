@@ -16,7 +16,7 @@ import shlex
 import sys
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -817,60 +817,113 @@ def demo(
     raise typer.Exit(result.exit_code)
 
 
+# Options of `serve` and `worker` (a worker runs the imports serve queues: same target, same mails).
+ServeTargetHost = Annotated[str | None, Opt("--target-host", metavar="HOST",
+                                            help="IMAP host of your mail system: people sign in there and every "
+                                                 "import goes there (or --target-provider).")]
+ServeTargetProvider = Annotated[str | None, Opt("--target-provider", metavar="PRESET",
+                                                help="Your mail system is this provider preset (its IMAP host, "
+                                                     "port and security; see 'mailmigrate providers'), instead "
+                                                     "of --target-host.")]
+ServeTargetPort = Annotated[int | None, Opt("--target-port", metavar="PORT", help="IMAP port of your mail system.")]
+ServeTargetSecurity = Annotated[Security | None, Opt("--target-security", metavar=SECURITY, case_sensitive=False,
+                                                     help="Connection security (default: ssl).")]
+ServeTargetCa = Annotated[str | None, Opt("--target-ca-file", metavar="PEM",
+                                          help="Trust this CA (PEM) for your mail system's certificate.")]
+ServeSmtpHost = Annotated[str | None, Opt("--smtp-host", metavar="HOST",
+                                          help="SMTP relay for the service's mails (confirmation mails, sign-in "
+                                               "links); default for confirmation mails: the target provider's "
+                                               "SMTP server with the target login.")]
+ServeMailFrom = Annotated[str | None, Opt("--mail-from", metavar="ADDRESS", help="Sender address of the service's "
+                                                                                 "mails.")]
+ServePublicUrl = Annotated[str | None, Opt("--public-url", metavar="URL",
+                                           help="Address browsers reach the service at (sign-in links, OAuth "
+                                                "redirect URI <URL>/oauth/callback); default http://HOST:PORT.")]
+ServeGoogleId = Annotated[str | None, Opt("--google-client-id", metavar="ID",
+                                          help="OAuth client (type 'Web application') for 'Sign in with Google' "
+                                               "(default: MAILMIGRATE_GOOGLE_CLIENT_ID).")]
+ServeGoogleSecret = Annotated[str | None, Opt("--google-client-secret", metavar="env:NAME|file:PATH",
+                                              help="Its secret (default: MAILMIGRATE_GOOGLE_CLIENT_SECRET).")]
+ServeMicrosoftId = Annotated[str | None, Opt("--microsoft-client-id", metavar="ID",
+                                             help="Entra app (public client, redirect URI <URL>/oauth/callback) "
+                                                  "for 'Sign in with Microsoft' (default: MAILMIGRATE_MS_CLIENT_ID).")]
+ServeAllowNetwork = Annotated[list[str] | None, Opt("--allow-source-network", metavar="CIDR",
+                                                    help="Let people import from source servers in this internal "
+                                                         "range (repeatable; by default loopback and private "
+                                                         "addresses are refused).")]
+ServeDatabase = Annotated[str | None, Opt("--database", metavar="URL",
+                                          help="Keep everything in this PostgreSQL database (postgresql://...) "
+                                               "and run the imports on 'mailmigrate worker' processes; "
+                                               "default: $MAILMIGRATE_HOME/service.sqlite and imports in this "
+                                               "process.")]
+
+
+def _service_config(*, target_host: str | None, target_provider: str | None, target_port: int | None,
+                    target_security: Security | None, target_ca_file: str | None, smtp_host: str | None,
+                    smtp_port: int | None, smtp_security: Security | None, smtp_user: str | None,
+                    smtp_password: str | None, smtp_ca_file: str | None, mail_from: str | None,
+                    google_client_id: str | None, google_client_secret: str | None,
+                    microsoft_client_id: str | None, allow_source_network: list[str] | None,
+                    database: str | None, **rest: Any) -> Any:
+    """The ServiceConfig of `serve` and `worker`, their options checked (UsageError: one line)."""
+    if any(p is not None and not 0 < p < 65536 for p in (target_port, smtp_port)):
+        raise UsageError("a port must be 1-65535", hint="--port 8080, --target-port 993, --smtp-port 587")
+    if bool(target_host) == bool(target_provider):
+        raise UsageError("give --target-provider NAME or --target-host HOST (exactly one)",
+                         hint="e.g. --target-host mail.example.com --target-security ssl")
+    _warn_literal_secrets(("--smtp-password", smtp_password), ("--google-client-secret", google_client_secret))
+    from migrate.accounts import resolve_secret
+    google_secret = resolve_secret(google_client_secret, what="--google-client-secret").get() \
+        if google_client_secret else None
+    from migrate.sides import check_ca_file
+    for path, flag in ((target_ca_file, "--target-ca-file"), (smtp_ca_file, "--smtp-ca-file")):
+        if path:
+            check_ca_file(path, flag)
+    if database is not None:
+        from migrate.store.postgres import check_url
+        check_url(database)
+    from migrate.service import ServiceConfig
+    return ServiceConfig(target_host=target_host, target_provider=target_provider, target_port=target_port,
+                         target_security=_value(target_security), target_ca_file=target_ca_file,
+                         smtp_host=smtp_host, smtp_port=smtp_port, smtp_security=_value(smtp_security),
+                         smtp_user=smtp_user, smtp_password=smtp_password, smtp_ca_file=smtp_ca_file,
+                         mail_from=mail_from, google_client_id=google_client_id, google_client_secret=google_secret,
+                         microsoft_client_id=microsoft_client_id,
+                         allow_source_networks=tuple(allow_source_network or ()), database=database, **rest)
+
+
 @app.command()
 def serve(
-    target_host: Annotated[str | None, Opt(metavar="HOST", help="IMAP host of your mail system: people sign in "
-                                                                "there and every import goes there (or "
-                                                                "--target-provider).")] = None,
-    target_provider: Annotated[str | None, Opt(metavar="PRESET", help="Your mail system is this provider "
-                                                                      "preset (its IMAP host, port and "
-                                                                      "security; see 'mailmigrate providers'), "
-                                                                      "instead of --target-host.")] = None,
+    target_host: ServeTargetHost = None,
+    target_provider: ServeTargetProvider = None,
     host: Annotated[str, Opt(metavar="ADDRESS", help="Listen on this address.")] = "127.0.0.1",
     port: Annotated[int, Opt(metavar="PORT", help="Listen on this port.")] = 8080,
-    jobs: Annotated[int, Opt(metavar="N", help="Imports that run at once (1-64).")] = 4,
-    target_port: Annotated[int | None, Opt(metavar="PORT", help="IMAP port of your mail system.")] = None,
-    target_security: Annotated[Security | None, Opt(metavar=SECURITY, case_sensitive=False,
-                                                    help="Connection security (default: ssl).")] = None,
-    target_ca_file: Annotated[str | None, Opt(metavar="PEM", help="Trust this CA (PEM) for your mail "
-                                                                  "system's certificate.")] = None,
-    smtp_host: Annotated[str | None, Opt(metavar="HOST", help="SMTP relay for the service's mails (confirmation "
-                                                              "mails, sign-in links); default for confirmation "
-                                                              "mails: the target provider's SMTP server with "
-                                                              "the target login.")] = None,
+    jobs: Annotated[int, Opt(metavar="N", help="Imports that run at once (1-64; without --database).")] = 4,
+    target_port: ServeTargetPort = None,
+    target_security: ServeTargetSecurity = None,
+    target_ca_file: ServeTargetCa = None,
+    smtp_host: ServeSmtpHost = None,
     smtp_port: SmtpPort = None,
     smtp_security: SmtpSecurity = None,
     smtp_user: SmtpUser = None,
     smtp_password: SmtpPassword = None,
     smtp_ca_file: SmtpCaFile = None,
-    mail_from: Annotated[str | None, Opt(metavar="ADDRESS", help="Sender address of the service's "
-                                                                 "mails.")] = None,
-    public_url: Annotated[str | None, Opt(metavar="URL", help="Address browsers reach the service at (sign-in "
-                                                              "links, OAuth redirect URI <URL>/oauth/callback); "
-                                                              "default http://HOST:PORT.")] = None,
+    mail_from: ServeMailFrom = None,
+    public_url: ServePublicUrl = None,
     signin_link_days: Annotated[float, Opt(metavar="DAYS", help="How long a mailed sign-in link "
                                                                 "lasts.")] = 7.0,
-    google_client_id: Annotated[str | None, Opt(metavar="ID", help="OAuth client (type 'Web application') for "
-                                                                   "'Sign in with Google' (default: "
-                                                                   "MAILMIGRATE_GOOGLE_CLIENT_ID).")] = None,
-    google_client_secret: Annotated[str | None, Opt(metavar="env:NAME|file:PATH",
-                                                    help="Its secret (default: "
-                                                         "MAILMIGRATE_GOOGLE_CLIENT_SECRET).")] = None,
-    microsoft_client_id: Annotated[str | None, Opt(metavar="ID", help="Entra app (public client, redirect URI "
-                                                                      "<URL>/oauth/callback) for 'Sign in with "
-                                                                      "Microsoft' (default: "
-                                                                      "MAILMIGRATE_MS_CLIENT_ID).")] = None,
-    allow_source_network: Annotated[list[str] | None, Opt(metavar="CIDR", help="Let people import from source "
-                                                                             "servers in this internal range "
-                                                                             "(repeatable; by default loopback "
-                                                                             "and private addresses are "
-                                                                             "refused).")] = None,
+    google_client_id: ServeGoogleId = None,
+    google_client_secret: ServeGoogleSecret = None,
+    microsoft_client_id: ServeMicrosoftId = None,
+    allow_source_network: ServeAllowNetwork = None,
     cookie_secure: Annotated[bool | None, Opt("--cookie-secure/--no-cookie-secure",
                                               help="Secure cookies and Strict-Transport-Security, for a service "
                                                    "reached over HTTPS (default: on when --public-url is "
                                                    "https://).")] = None,
+    database: ServeDatabase = None,
 ) -> None:
-    """Run the import tool as a web service (HTTP API; state in $MAILMIGRATE_HOME/service.sqlite).
+    """Run the import tool as a web service (HTTP API; state in $MAILMIGRATE_HOME/service.sqlite,
+    or in PostgreSQL with --database, where 'mailmigrate worker' processes run the imports).
 
     Operators authenticate with MAILMIGRATE_ADMIN_TOKEN (Authorization: Bearer); passwords of
     waiting jobs are encrypted with MAILMIGRATE_SECRET_KEY (a Fernet key) or a generated key file.
@@ -881,46 +934,104 @@ def serve(
       mailmigrate serve --target-host mail.example.com --target-security ssl --jobs 8
       mailmigrate serve --target-provider gmx --smtp-host smtp.example.com --smtp-user imports \\
         --smtp-password env:SMTP_PW --mail-from imports@example.com
+      mailmigrate serve --database postgresql://mailmigrate@db/mailmigrate --target-host mail.example.com
     """
+    options = dict(locals())  # the command's options, before any name of ours
     _started()
     try:
         if not 1 <= jobs <= 64:
             raise UsageError(f"--jobs {jobs} is out of range (1-64)", hint="give --jobs 4, say")
-        if any(p is not None and not 0 < p < 65536 for p in (port, target_port, smtp_port)):
+        if not 0 < port < 65536:
             raise UsageError("a port must be 1-65535", hint="--port 8080, --target-port 993, --smtp-port 587")
-        if bool(target_host) == bool(target_provider):
-            raise UsageError("give --target-provider NAME or --target-host HOST (exactly one)",
-                             hint="e.g. --target-host mail.example.com --target-security ssl")
-        _warn_literal_secrets(("--smtp-password", smtp_password), ("--google-client-secret", google_client_secret))
-        from migrate.accounts import resolve_secret
-        google_secret = resolve_secret(google_client_secret, what="--google-client-secret").get() \
-            if google_client_secret else None
-        from migrate.sides import check_ca_file
-        for path, flag in ((target_ca_file, "--target-ca-file"), (smtp_ca_file, "--smtp-ca-file")):
-            if path:
-                check_ca_file(path, flag)
+        url = public_url or f"http://{host}:{port}"
+        cfg = _service_config(**_options_of(options, exclude=("host", "port", "public_url", "cookie_secure")),
+                              public_url=url,
+                              cookie_secure=url.startswith("https://") if cookie_secure is None else cookie_secure)
         import uvicorn
 
-        from migrate.service import ServiceConfig, create_app
-        url = public_url or f"http://{host}:{port}"
-        cfg = ServiceConfig(target_host=target_host, target_provider=target_provider, target_port=target_port,
-                            target_security=_value(target_security), target_ca_file=target_ca_file, jobs=jobs,
-                            smtp_host=smtp_host, smtp_port=smtp_port, smtp_security=_value(smtp_security),
-                            smtp_user=smtp_user, smtp_password=smtp_password, smtp_ca_file=smtp_ca_file,
-                            mail_from=mail_from, public_url=url,
-                            signin_link_days=signin_link_days, google_client_id=google_client_id,
-                            google_client_secret=google_secret, microsoft_client_id=microsoft_client_id,
-                            allow_source_networks=tuple(allow_source_network or ()),
-                            cookie_secure=url.startswith("https://") if cookie_secure is None else cookie_secure)
+        from migrate.service import create_app
         application = create_app(cfg)
+        if database is not None:
+            application.state.service.check_database()
     except MigrateError as exc:
         _fail(exc)
         return
-    typer.echo(f"mailmigrate serve: http://{host}:{port}/ (imports into {cfg.target_server}, {jobs} at once)")
+    where = f"{jobs} at once" if database is None else "run by 'mailmigrate worker' processes"
+    typer.echo(f"mailmigrate serve: http://{host}:{port}/ (imports into {cfg.target_server}, {where})")
     signins = sorted(application.state.service.signin.clients)
     if signins:
         typer.echo(f"sign-in with {' and '.join(signins)}: redirect URI {cfg.public_url}/oauth/callback")
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
+
+
+def _options_of(values: dict[str, Any], *, exclude: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in exclude}
+
+
+@app.command()
+def worker(
+    database: Annotated[str, Opt("--database", metavar="URL", help="The PostgreSQL database of 'mailmigrate serve "
+                                                                   "--database' (postgresql://...).")],
+    target_host: ServeTargetHost = None,
+    target_provider: ServeTargetProvider = None,
+    concurrency: Annotated[int, Opt(metavar="N", help="Imports this worker runs at once (1-64).")] = 4,
+    max_per_provider: Annotated[list[str] | None, Opt(metavar="PROVIDER=N",
+                                                      help="At most N imports from this provider at once, over "
+                                                           "all workers (repeatable; give every worker the "
+                                                           "same).")] = None,
+    stalled_after: Annotated[float, Opt(metavar="SECONDS", help="A worker silent this long is taken for dead: "
+                                                                "its imports go to the others.")] = 30.0,
+    target_port: ServeTargetPort = None,
+    target_security: ServeTargetSecurity = None,
+    target_ca_file: ServeTargetCa = None,
+    smtp_host: ServeSmtpHost = None,
+    smtp_port: SmtpPort = None,
+    smtp_security: SmtpSecurity = None,
+    smtp_user: SmtpUser = None,
+    smtp_password: SmtpPassword = None,
+    smtp_ca_file: SmtpCaFile = None,
+    mail_from: ServeMailFrom = None,
+    public_url: ServePublicUrl = None,
+    google_client_id: ServeGoogleId = None,
+    google_client_secret: ServeGoogleSecret = None,
+    microsoft_client_id: ServeMicrosoftId = None,
+    allow_source_network: ServeAllowNetwork = None,
+) -> None:
+    """Run the imports of a 'serve --database' service (on this host; start as many as you like).
+
+    Give it the same target, SMTP and sign-in options as 'serve', and the same
+    MAILMIGRATE_SECRET_KEY. SIGTERM: the imports in flight stop after their current batch and
+    go to another worker. A worker killed outright: its imports go to another one after
+    --stalled-after seconds, and resume where they stopped.
+
+    Exit 0 stopped; 2 bad option or database schema not up to date; 3 login to PostgreSQL
+    refused; 4 PostgreSQL unreachable.
+
+    Examples:
+
+    \b
+      mailmigrate worker --database postgresql://mailmigrate@db/mailmigrate --target-host mail.example.com
+      mailmigrate worker --database $DB --target-provider gmx --concurrency 8 --max-per-provider gmail=50
+    """
+    options = dict(locals())  # the command's options, before any name of ours
+    _started()
+    try:
+        if not 1 <= concurrency <= 64:
+            raise UsageError(f"--concurrency {concurrency} is out of range (1-64)", hint="give --concurrency 4, say")
+        if not stalled_after >= 2:
+            raise UsageError(f"--stalled-after {stalled_after:g} is too short (at least 2 seconds)",
+                             hint="give --stalled-after 30, say")
+        from migrate.service.worker import Worker, parse_caps
+        caps = parse_caps(max_per_provider)
+        cfg = _service_config(**_options_of(options, exclude=("concurrency", "max_per_provider", "stalled_after",
+                                                               "public_url")),
+                              jobs=concurrency, **({"public_url": public_url} if public_url else {}))
+        runner = Worker(cfg, concurrency=concurrency, max_per_provider=caps, stalled_after=stalled_after)
+        runner.check()
+        runner.run()
+    except MigrateError as exc:
+        _fail(exc)
+        return
 
 
 db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -933,8 +1044,9 @@ def db_upgrade(
     database: Annotated[str, Opt("--database", metavar="URL", help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE "
                                                                    "(the database must exist).")],
 ) -> None:
-    """Bring the PostgreSQL database's schema up to date (applies the pending numbered migrations;
-    nothing to do when it is current; two at once: the second waits, then has nothing to do).
+    """Bring the PostgreSQL database's schema up to date (applies the pending numbered migrations
+    and creates the task queue's tables; nothing to do when it is current; two at once: the second
+    waits, then has nothing to do).
 
     Exit 0 up to date; 2 bad URL or no such database; 3 login refused; 4 server unreachable.
 
@@ -944,8 +1056,12 @@ def db_upgrade(
       mailmigrate db upgrade --database postgresql://mailmigrate@db.example.com/mailmigrate
     """
     try:
-        from migrate.store.postgres import upgrade
+        from migrate.service.queue import apply_schema
+        from migrate.store.postgres import connect, upgrade
         applied = upgrade(database)
+        with contextlib.closing(connect(database)) as conn:  # the task queue's tables (procrastinate's own)
+            if apply_schema(conn):
+                applied.append("task queue (procrastinate)")
     except MigrateError as exc:
         _fail(exc)
         return

@@ -55,9 +55,11 @@ def _versions(url: str) -> list[int]:
 def test_db_upgrade_applies_every_migration_then_has_nothing_to_do(empty_db):
     r = cli("db", "upgrade", "--database", empty_db)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"applied: {', '.join(ALL_LABELS)}"
+    assert r.stdout.strip() == f"applied: {', '.join(ALL_LABELS)}, task queue (procrastinate)"
     assert _versions(empty_db) == [m.version for m in postgres_schema.MIGRATIONS]
     PostgresStore(empty_db, "a@x").close()  # the schema a store needs is there
+    with psycopg.connect(empty_db) as conn:  # and the task queue's (serve --database, worker)
+        assert conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is not None
 
     again = cli("db", "upgrade", "--database", empty_db)
     assert again.returncode == 0, again.stderr

@@ -50,7 +50,7 @@ from ..sides import SECURITIES, SideOptions, build_side
 from .batches import MAX_ROWS, BatchInvalid, api_not_mine, batch_view, plan_rows
 from .config import ServiceConfig
 from .crypto import SecretBox
-from .db import BUDGET_WAITING, WAITING, Store
+from .db import BUDGET_WAITING, WAITING, Store, open_service_store
 from .network import PrivateSourceServer
 from .progress import failures_of, fit_of, progress_of, view_events
 from .ratelimit import RateLimiter
@@ -120,14 +120,26 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        self.store = Store(self.cfg.db_path)
-        self.runner = Runner(self.cfg, self.store, self.box)
+        self.store = open_service_store(self.cfg)
+        if self.cfg.database:  # imports run on `mailmigrate worker` processes: queue them
+            from .queue import QueueClient
+
+            self.runner = QueueClient(self.cfg.database, self.store)  # type: ignore[assignment]
+        else:
+            self.runner = Runner(self.cfg, self.store, self.box)
         self.runner.start()
         try:
             yield
         finally:
             await run_in_threadpool(self.runner.stop)
             self.store.close()
+
+    def check_database(self) -> None:
+        """Before serving on PostgreSQL: reachable and its schema current, or a one-line error."""
+        from .worker import check_database
+
+        assert self.cfg.database is not None
+        check_database(self.cfg.database)
 
     @property
     def db(self) -> Store:
@@ -433,6 +445,8 @@ class Service:
                 totals[k] += int(f.get(k) or 0)
         src = req["source"]
         snapshot = self.runner.live_progress(row["id"]) if running and self.runner is not None else None
+        if snapshot is None and running and row.get("progress"):  # run by a worker: what it stored last
+            snapshot = json.loads(row["progress"])
         if snapshot is not None:
             # A folder's report gets its counts when a part of it ends; the engine's counters move
             # with every batch, so a running import's totals are never behind what it did.

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 _STOPPING = "the import service is stopping (the job resumes when it starts again)"
 _CANCELLED = "cancelled"
-_LOOK_AGAIN_S = 60.0  # the scheduler looks at the clock at least this often (a machine that slept)
+_LOOK_AGAIN_S = 60.0
+_RETRY_LATER_S = 10.0  # a job stopped by a passing fault of the service's own goes on after this  # the scheduler looks at the clock at least this often (a machine that slept)
 
 
 def _budget_clock() -> float:
@@ -133,13 +134,21 @@ class Runner:
             with self._wake:
                 self._due.pop(job_id, None)
         if was == "running":
-            with self._lock:
-                handle = self._handles.get(job_id)
-            if handle is not None:
-                handle.cancel("the import was cancelled")
-                threading.Thread(target=self._cut_after_grace, args=(job_id, handle), daemon=True,
-                                 name=f"cancel-{job_id}").start()
+            self.stop_running(job_id)
         return was
+
+    def stop_running(self, job_id: str) -> None:
+        """Cancel the job if it runs here: it stops within its batch, or is cut after the grace."""
+        with self._lock:
+            handle = self._handles.get(job_id)
+        if handle is not None:
+            handle.cancel("the import was cancelled")
+            threading.Thread(target=self._cut_after_grace, args=(job_id, handle), daemon=True,
+                             name=f"cancel-{job_id}").start()
+
+    def running_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._handles)
 
     def _cut_after_grace(self, job_id: str, handle: JobHandle) -> None:
         """A cancelled job stops within its current batch; where a server stopped answering it
@@ -200,8 +209,18 @@ class Runner:
                             force=bool(req.get("force")))
         return imp, src, dst
 
+    def _claim(self, job_id: str) -> bool:
+        return self.store.claim(job_id)
+
+    def _handed_back(self, job_id: str, *, after: float = 0.0) -> None:
+        """A job put back in the queue by a stopping instance: the next one finds it queued."""
+
+    def _retry_later(self, report: JobReport) -> bool:
+        """Did the job stop for a reason of the service's own that passes (its database)?"""
+        return False
+
     def _run(self, job_id: str) -> None:
-        if not self.store.claim(job_id):
+        if not self._claim(job_id):
             return  # cancelled while queued, or taken already
         row = self.store.job(job_id)
         assert row is not None
@@ -222,7 +241,7 @@ class Runner:
             src, dst = build_side(src_opts, gate), build_side(dst_opts, gate)
             if src.label == dst.label:
                 raise MigrateError("the source and the target are the same mailbox")
-            req.journal = self.cfg.home / default_journal_path(dst.label).relative_to(state_home())
+            req.journal = self._journal_for(dst)
         except MigrateError as exc:
             self.store.finish(job_id, "failed", None, redact(exc.message))
             return
@@ -243,9 +262,16 @@ class Runner:
                     self._handles.pop(job_id, None)
                     self._sides.pop(job_id, None)
         finally:
-            self.shares.give_back(held)
+            self._give_back(held)
 
-    def _share_connections(self, src: Side, dst: Side) -> tuple[int, dict]:
+    def _journal_for(self, dst: Side) -> Any:
+        """Where the job's journal is: a file under the service's home (a queue worker: the database)."""
+        return self.cfg.home / default_journal_path(dst.label).relative_to(state_home())
+
+    def _give_back(self, held: Any) -> None:
+        self.shares.give_back(held)
+
+    def _share_connections(self, src: Side, dst: Side) -> tuple[int, Any]:
         """This import's part of its servers' connection caps (``connections.py``)."""
         with self._lock:
             running = len(self._handles) + 1
@@ -271,6 +297,13 @@ class Runner:
         assert row is not None
         if report.status == "interrupted" and self._stopping.is_set() and not row["cancel_requested"]:
             self.store.requeue(job_id)  # secrets kept: the next instance resumes it
+            self._handed_back(job_id)
+            return
+        if self._retry_later(report) and not row["cancel_requested"]:
+            assert report.error is not None
+            log.warning("import %s: %s: it goes on in %.0f s", job_id, redact(report.error.message), _RETRY_LATER_S)
+            self.store.requeue(job_id)  # a passing fault of ours, not the import's: it goes on soon
+            self._handed_back(job_id, after=_RETRY_LATER_S)
             return
         if report.status == "waiting" and report.resume_at is not None and not row["cancel_requested"]:
             self._wait_for_budget(job_id, handle, report)  # no confirmation mail: the job is not done

@@ -72,8 +72,12 @@ class _Conn:
 class FaultProxy:
     """Threaded TCP forwarder with fault injection. Bounded: at most `max_connections` at once."""
 
-    def __init__(self, target_host: str, target_port: int, *, max_connections: int = 32, chunk: int = 65536):
+    def __init__(self, target_host: str, target_port: int, *, max_connections: int = 32, chunk: int = 65536,
+                 group: ProxyGroup | None = None):
         self.target = (target_host, target_port)
+        self.group = group  # proxies whose "in use at once" is also counted together
+        if group is not None:
+            group.proxies.append(self)
         self.max_connections = max_connections
         self.chunk = chunk
         self.port: int | None = None
@@ -197,6 +201,12 @@ class FaultProxy:
         return not self._released.is_set()
 
     @property
+    def in_use(self) -> int:
+        """Connections in use now (accepted, not closed, no LOGOUT sent)."""
+        with self._lock:
+            return sum(not c.closed and not c.logged_out for c in self._conns.values())
+
+    @property
     def open_connections(self) -> int:
         with self._lock:
             return sum(not c.closed for c in self._conns.values())
@@ -233,6 +243,8 @@ class FaultProxy:
                 self.peak_connections = max(self.peak_connections, active)
                 # Finished connection threads are dropped so the list stays bounded.
                 self._threads = [t for t in self._threads if t.is_alive()]
+            if self.group is not None:
+                self.group.note()
             t = threading.Thread(
                 target=self._pump, args=(conn,), name=f"faultproxy-{self.port}-{cid}", daemon=True
             )
@@ -326,3 +338,19 @@ class FaultProxy:
             if not best[1].every:
                 self._rules.remove(best[1])
             return data[: best[0]], best[1]
+
+
+class ProxyGroup:
+    """Several proxies (one per account, say) counted together: ``peak_busy`` is the most of them
+    that had a connection in use at the same time (exact for the same reason as
+    ``peak_connections``: counted at each accept, after the new connection is registered)."""
+
+    def __init__(self) -> None:
+        self.proxies: list[FaultProxy] = []
+        self.peak_busy = 0
+        self._lock = threading.Lock()
+
+    def note(self) -> None:
+        busy = sum(p.in_use > 0 for p in list(self.proxies))
+        with self._lock:
+            self.peak_busy = max(self.peak_busy, busy)
