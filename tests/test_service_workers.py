@@ -365,3 +365,32 @@ def test_database_connections_dropped_mid_import_the_import_goes_on_exactly(clus
     assert_same_mailbox(source, target, layout=layout)
     assert "lost the connection to PostgreSQL" in w.text()
     assert "Traceback" not in w.text().split("lost the connection to PostgreSQL", 1)[0][-2000:]
+
+
+def test_the_same_import_submitted_twice_on_two_workers_copies_once(cluster, new_user, cleanup):  # noqa: F811
+    """Two workers, the same source into the same target twice at once: the second waits (the
+    account's connections are taken, and the job's lock) and then finds everything there."""
+    c, srv = cluster
+    tag = uuid.uuid4().hex[:8]
+    source, target = new_user(srv, name=f"src-{tag}@example.test"), new_user(srv, name=f"dst-{tag}@example.test")
+    layout = (("INBOX", 120), ("Archive", 40))
+    marker = seed(source, tag, layout=layout, hold_at=("INBOX", 60))
+    proxy = FaultProxy("127.0.0.1", srv.port).start()
+    cleanup.append(proxy.stop)
+    proxy.hold_when(marker.encode(), "downstream")
+    c.start_serve()
+    c.start_worker("--concurrency", "1")
+    c.start_worker("--concurrency", "1")
+    api = c.api()
+    cleanup.append(api.close)
+    first = submit(api, source, proxy.port, target)
+    poll("the first import frozen on its source", lambda: proxy.holding and worker_running(c, first), detail=c.logs)
+    second = submit(api, source, proxy.port, target)
+    poll("the second import found it cannot run now",
+         lambda: f"import {second}: running here" in "".join(w.text() for w in c.workers)
+         and "back in the queue" in "".join(w.text() for w in c.workers), detail=c.logs)
+    proxy.release()
+    views = wait_final(api, [first, second], c, deadline_s=120)
+    assert [v["state"] for v in views] == ["done", "done"], c.logs()
+    assert_same_mailbox(source, target, layout=layout)  # nothing doubled
+    assert views[1]["totals"]["copied"] == 0, views[1]

@@ -36,6 +36,7 @@ from ..errors import MigrateError
 from ..report import to_jsonable
 from ..sides import Side
 from ..store.location import DatabaseLost
+from ..store.pg_locks import pool_for
 from .config import ServiceConfig
 from .crypto import SecretBox
 from .db import BUDGET_WAITING, FINAL
@@ -114,8 +115,10 @@ class QueueRunner(Runner):
         self.queue.put(job_id, at=time.time() + after if after else None)
 
     def _retry_later(self, report: Any) -> bool:
-        # The journal's database went away mid-import (restarted, fail-over): the import resumes.
-        return report.error is not None and report.error.reference == "database-lost"
+        # database-lost: the journal's database went away mid-import (restarted, fail-over).
+        # job-running: the same import still holds its job lock: its worker's host was cut off,
+        # and PostgreSQL ends that session (frees the lock) once its keepalives go unanswered.
+        return report.error is not None and report.error.reference in ("database-lost", "job-running")
 
     def schedule(self, job_id: str, resume_at: float) -> None:
         self.queue.put(job_id, at=resume_at)
@@ -240,6 +243,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         # procrastinate runs each (synchronous) import in the loop's default executor.
         loop.set_default_executor(ThreadPoolExecutor(self.concurrency + 2, thread_name_prefix="import"))
+        # The worker keeps idle database connections for the next import (journals, locks, slots):
+        # hundreds of imports, not thousands of connections opened and closed.
+        connections = pool_for(url)
+        connections.retain()
         store = open_service_store(self.cfg)
         box = SecretBox.load(self.cfg.home, self.cfg.secret_key)
         jobs = JobQueue(url)
@@ -281,6 +288,7 @@ class Worker:
         jobs.close()
         slots.close()
         store.close()
+        connections.release()
         print(f"mailmigrate worker {self.name}: stopped", flush=True)
 
     async def _sweep(self, app: Any, jobs: JobQueue, store: Any) -> None:

@@ -34,7 +34,7 @@ from .location import DatabaseLost, PgJournal
 if TYPE_CHECKING:
     import psycopg
 
-MAX_IDLE = 16  # idle lock connections kept per database while jobs run
+MAX_IDLE = 32  # idle connections kept per database while jobs run (locks, and a worker's stores)
 
 
 def lock_key(namespace: str, kind: str, name: str) -> int:

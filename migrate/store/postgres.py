@@ -190,6 +190,23 @@ def _folder_record(r: Sequence[Any]) -> FolderRecord:
     return FolderRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), target)
 
 
+def _kept_connections(url: str) -> Any:
+    """The process's pool of idle connections to ``url`` if something keeps it (a worker does,
+    for its lifetime: ``pg_locks.keep_connections``), else None: a store connects and closes."""
+    from .pg_locks import pool_for
+
+    pool = pool_for(url)
+    return pool if pool.users > 0 else None
+
+
+def _answers(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except _psycopg().Error:
+        return False
+    return True
+
+
 class PostgresStore(Store):
     """One connection to a PostgreSQL database, seeing only ``namespace``'s rows."""
 
@@ -198,8 +215,15 @@ class PostgresStore(Store):
             raise UsageError("a PostgreSQL store needs a namespace (the target account label)")
         self.namespace = namespace
         self.url = url
-        self.conn = connect(url)
+        self._pool = _kept_connections(url)
         self._tx_depth = 0
+        if self._pool is None:
+            self.conn = connect(url)
+        else:  # a long-lived process (a worker): connections are re-used from one store to the next
+            self.conn, reused = self._pool.get()
+            if reused and not _answers(self.conn):  # the server ended it while it was idle
+                self.conn.close()
+                self.conn = self._pool.get(fresh=True)[0]
         try:
             behind = postgres_schema.pending(self.conn)
             if behind:
@@ -269,6 +293,9 @@ class PostgresStore(Store):
             self._tx_depth = 0
 
     def close(self) -> None:
+        if self._pool is not None and self._tx_depth == 0:
+            self._pool.put(self.conn)  # closed instead when broken, in a transaction, or unwanted
+            return
         with contextlib.suppress(Exception):
             self.conn.close()
 
