@@ -180,6 +180,34 @@ def worker_running(cluster: Cluster, job_id: str) -> Proc | None:
     return None
 
 
+@dataclass
+class Frozen:
+    """One import from a fresh source into a fresh target, frozen on its source at ``hold_at``."""
+
+    source: object
+    target: object
+    proxy: FaultProxy
+    api: httpx.Client
+    job_id: str
+
+
+def frozen_import(c: Cluster, srv, new_user, cleanup, layout, hold_at) -> Frozen:  # noqa: ANN001, F811
+    """serve and one worker (``--concurrency 1``) started; returns once the import is frozen."""
+    tag = uuid.uuid4().hex[:8]
+    source, target = new_user(srv, name=f"src-{tag}@example.test"), new_user(srv, name=f"dst-{tag}@example.test")
+    marker = seed(source, tag, layout=layout, hold_at=hold_at)
+    proxy = FaultProxy("127.0.0.1", srv.port).start()
+    cleanup.append(proxy.stop)
+    proxy.hold_when(marker.encode(), "downstream")
+    c.start_serve()
+    c.start_worker("--concurrency", "1")
+    api = c.api()
+    cleanup.append(api.close)
+    job_id = submit(api, source, proxy.port, target)
+    poll("the import frozen on its source", lambda: proxy.holding and worker_running(c, job_id), detail=c.logs)
+    return Frozen(source, target, proxy, api, job_id)
+
+
 @pytest.fixture
 def cluster(postgres, dovecot, tmp_path, cleanup):  # noqa: F811 - cleanup is the fixture above
     srv = dovecot("slash")
@@ -239,20 +267,10 @@ def test_twenty_imports_on_three_workers_one_killed_mid_copy(cluster, new_user, 
 
 def test_sigterm_finishes_the_batch_in_flight_and_hands_the_import_back(cluster, new_user, cleanup):  # noqa: F811
     c, srv = cluster
-    tag = uuid.uuid4().hex[:8]
-    source, target = new_user(srv, name=f"src-{tag}@example.test"), new_user(srv, name=f"dst-{tag}@example.test")
     layout = (("INBOX", 260), ("Archive", 40))  # three APPEND batches in INBOX: the hold is in the second
-    marker = seed(source, tag, layout=layout, hold_at=("INBOX", 130))
-    proxy = FaultProxy("127.0.0.1", srv.port).start()
-    cleanup.append(proxy.stop)
-    proxy.hold_when(marker.encode(), "downstream")
-    c.start_serve()
-    first = c.start_worker("--concurrency", "1")
-    api = c.api()
-    cleanup.append(api.close)
-    job_id = submit(api, source, proxy.port, target)
-    poll("the import frozen on its source", lambda: proxy.holding and worker_running(c, job_id),
-         detail=c.logs)
+    f = frozen_import(c, srv, new_user, cleanup, layout, ("INBOX", 130))
+    source, target, proxy, api, job_id = f.source, f.target, f.proxy, f.api, f.job_id
+    first = c.workers[0]
     second = c.start_worker("--concurrency", "1")  # idle until the first hands the import back
 
     first.proc.send_signal(signal.SIGTERM)
@@ -341,19 +359,9 @@ def test_database_connections_dropped_mid_import_the_import_goes_on_exactly(clus
     import psycopg
 
     c, srv = cluster
-    tag = uuid.uuid4().hex[:8]
-    source, target = new_user(srv, name=f"src-{tag}@example.test"), new_user(srv, name=f"dst-{tag}@example.test")
     layout = (("INBOX", 260), ("Archive", 40))
-    marker = seed(source, tag, layout=layout, hold_at=("INBOX", 130))
-    proxy = FaultProxy("127.0.0.1", srv.port).start()
-    cleanup.append(proxy.stop)
-    proxy.hold_when(marker.encode(), "downstream")
-    c.start_serve()
-    w = c.start_worker("--concurrency", "1")
-    api = c.api()
-    cleanup.append(api.close)
-    job_id = submit(api, source, proxy.port, target)
-    poll("the import frozen on its source", lambda: proxy.holding and worker_running(c, job_id), detail=c.logs)
+    f = frozen_import(c, srv, new_user, cleanup, layout, ("INBOX", 130))
+    source, target, proxy, api, job_id, w = f.source, f.target, f.proxy, f.api, f.job_id, c.workers[0]
     with psycopg.connect(c.database, autocommit=True) as conn:
         ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
