@@ -126,9 +126,9 @@ class Cluster:
         except httpx.HTTPError:
             return False
 
-    def start_worker(self, *extra: str) -> Proc:
+    def start_worker(self, *extra: str, env: dict[str, str] | None = None) -> Proc:
         n = len(self.workers)
-        w = Proc(["worker", *self.target_args(), "--stalled-after", "4", *extra], self.env(f"worker{n}"),
+        w = Proc(["worker", *self.target_args(), "--stalled-after", "4", *extra], {**self.env(f"worker{n}"), **(env or {})},
                  self.tmp / f"worker{n}.log").start()
         poll(f"worker {n} waits for imports", lambda: "waiting for imports" in w.text() or not w.alive(), 30.0)
         assert w.alive(), w.text()
@@ -402,3 +402,50 @@ def test_the_same_import_submitted_twice_on_two_workers_copies_once(cluster, new
     assert [v["state"] for v in views] == ["done", "done"], c.logs()
     assert_same_mailbox(source, target, layout=layout)  # nothing doubled
     assert views[1]["totals"]["copied"] == 0, views[1]
+
+
+def test_an_import_at_its_daily_budget_waits_in_the_queue_and_goes_on_the_next_day(cluster, new_user,
+                                                                                  cleanup):  # noqa: F811
+    """With workers, a daily budget's wait is a queue entry scheduled at ``resume_at`` (nothing
+    polls). The test plays "the next day" in the database: the budget's usage forgotten, the
+    entry and ``resume_at`` made due; the worker picks the entry up and the import goes on, day
+    after day, until it is done and exact."""
+    import psycopg
+
+    from migrate.engine.budget import OVERRIDE_ENV
+
+    c, srv = cluster
+    tag = uuid.uuid4().hex[:8]
+    source, target = new_user(srv, name=f"src-{tag}@example.test"), new_user(srv, name=f"dst-{tag}@example.test")
+    seed(source, tag, layout=SMALL)
+    c.start_serve()
+    c.start_worker("--concurrency", "1", env={OVERRIDE_ENV: "imap:download_mb_per_day=0.25"})
+    api = c.api()
+    cleanup.append(api.close)
+    job_id = submit(api, source, srv.port, target)
+    days = 0
+    with psycopg.connect(c.database, autocommit=True) as db:
+        while True:
+            v = poll("the import waits for its budget or ends", lambda: (w := view(api, job_id))["state"] in
+                     ("waiting", *FINAL) and w, 60.0, detail=c.logs)
+            if v["state"] != "waiting":
+                break
+            days += 1
+            assert days < 20, v
+            resume_at = db.execute("SELECT resume_at FROM service.jobs WHERE id = %s", (job_id,)).fetchone()[0]
+            entry = poll("its queue entry, scheduled at resume_at", lambda: db.execute(
+                "SELECT extract(epoch FROM scheduled_at) FROM procrastinate_jobs WHERE lock = %s AND status = 'todo'",
+                (job_id,)).fetchone(), 10.0)
+            assert abs(float(entry[0]) - resume_at) < 1, (entry, resume_at)
+            # The next day: the budget's usage forgotten, the wait over.
+            started = db.execute("SELECT started_at FROM service.jobs WHERE id = %s", (job_id,)).fetchone()[0]
+            db.execute("DELETE FROM budget_usage WHERE namespace = '_budgets'")
+            db.execute("UPDATE service.jobs SET resume_at = extract(epoch FROM now()) - 1 WHERE id = %s", (job_id,))
+            db.execute("UPDATE procrastinate_jobs SET scheduled_at = now() WHERE lock = %s AND status = 'todo'",
+                       (job_id,))
+            poll("the import goes on (claimed again)", lambda started=started: db.execute(
+                "SELECT started_at > %s FROM service.jobs WHERE id = %s", (started, job_id)).fetchone()[0],
+                30.0, detail=c.logs)
+    assert v["state"] == "done", f"{v}\n{c.logs()}"
+    assert days >= 2, days  # the budget really stopped it, more than once
+    assert_same_mailbox(source, target, layout=SMALL)
