@@ -449,3 +449,40 @@ def test_an_import_at_its_daily_budget_waits_in_the_queue_and_goes_on_the_next_d
     assert v["state"] == "done", f"{v}\n{c.logs()}"
     assert days >= 2, days  # the budget really stopped it, more than once
     assert_same_mailbox(source, target, layout=SMALL)
+
+
+@pytest.mark.cyrus
+def test_a_cyrus_source_on_a_worker_and_the_target_read_not_the_journal(cluster, new_user, cyrus,
+                                                                       cleanup):  # noqa: F811
+    """A second server make through a worker: the source is Cyrus (its login is not the address,
+    its separator is "."), the journal in PostgreSQL. A message deleted on the target behind our
+    back comes back on the next import: the worker reads the target, not the journal's word."""
+    c, srv = cluster
+    src = new_user(cyrus("dot"))
+    target = new_user(srv, name=f"dst-{uuid.uuid4().hex[:8]}@example.test")
+    seed(src, uuid.uuid4().hex[:8], layout=SMALL)
+    c.start_serve()
+    c.start_worker("--concurrency", "1")
+    api = c.api()
+    cleanup.append(api.close)
+    body = {"source": {"email": f"{src.name}@cyrus.example.test", "username": src.name, "password": src.password,
+                       "provider": "imap", "host": "127.0.0.1", "port": src.server.port, "security": "none"},
+            "target": {"email": target.name, "password": target.password}}
+
+    def run() -> dict:
+        r = api.post("/api/imports", json=body)
+        assert r.status_code == 202, r.text
+        (v,) = wait_final(api, [r.json()["id"]], c, deadline_s=120)
+        assert v["state"] == "done", f"{v}\n{c.logs()}"
+        return v["totals"]
+
+    first = run()
+    assert (first["copied"], first["source_messages"]) == (60, 60), first
+    assert_same_mailbox(src, target, layout=SMALL)
+    with target.client() as t:
+        t.select_folder("Archive")
+        t.delete_messages(t.search()[:1])
+        t.expunge()
+    again = run()
+    assert (again["copied"], again["restored"], again["skipped_duplicates"]) == (0, 1, 59), again
+    assert_same_mailbox(src, target, layout=SMALL)

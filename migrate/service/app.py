@@ -136,7 +136,7 @@ class Service:
 
     def check_database(self) -> None:
         """Before serving on PostgreSQL: reachable and its schema current, or a one-line error."""
-        from .worker import check_database
+        from .queue import check_database
 
         assert self.cfg.database is not None
         check_database(self.cfg.database)

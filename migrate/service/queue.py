@@ -56,6 +56,18 @@ def has_schema(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] is not None
 
 
+def check_database(url: str) -> None:
+    """Refuse to start serve or a worker on a database without our tables or the queue's: one
+    line, exit 2 (3 or 4 when PostgreSQL refuses the login or cannot be reached)."""
+    from ..store import postgres_schema
+    from ..store.postgres import connect
+
+    with contextlib.closing(connect(url)) as conn:
+        if postgres_schema.pending(conn) or not has_schema(conn):
+            raise UsageError("the database's schema is not up to date for this mailmigrate",
+                             hint="run: mailmigrate db upgrade --database URL, then start again")
+
+
 def apply_schema(conn: psycopg.Connection) -> bool:
     """Create procrastinate's tables if they are missing (``db upgrade``); True if it did."""
     if has_schema(conn):

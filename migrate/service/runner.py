@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 
 _STOPPING = "the import service is stopping (the job resumes when it starts again)"
 _CANCELLED = "cancelled"
-_LOOK_AGAIN_S = 60.0
-_RETRY_LATER_S = 10.0  # a job stopped by a passing fault of the service's own goes on after this  # the scheduler looks at the clock at least this often (a machine that slept)
+_LOOK_AGAIN_S = 60.0  # the scheduler looks at the clock at least this often (a machine that slept)
+_RETRY_LATER_S = 10.0  # a job stopped by a passing fault of the service's own goes on after this
 
 
 def _budget_clock() -> float:
@@ -255,6 +255,8 @@ class Runner:
             with self._lock:
                 self._handles[job_id] = handle
                 self._sides[job_id] = (src, dst)
+            if self._stopping.is_set():  # stop() came while it started: its cancel missed this one
+                handle.cancel(_STOPPING)
             try:  # the handle stays listed until the job's end is stored: its progress shows meanwhile
                 self._finish(job_id, handle, req, src, dst)
             finally:

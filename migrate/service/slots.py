@@ -30,8 +30,8 @@ class Holding:
 
     def __init__(self, url: str) -> None:
         self._pool = pool_for(url)  # the engine's lock connections (``migrate.store.pg_locks``)
+        self._conn: psycopg.Connection | None = self._pool.get()[0]  # DatabaseLost: nothing held
         self._pool.retain()
-        self._conn: psycopg.Connection | None = self._pool.get()[0]
         self.held: dict[str, int] = {}  # name -> slots held
 
     def take(self, name: str, cap: int, want: int = 1) -> int:

@@ -32,7 +32,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import MigrateError
 from ..report import to_jsonable
 from ..sides import Side
 from ..store.location import DatabaseLost
@@ -40,7 +39,7 @@ from ..store.pg_locks import pool_for
 from .config import ServiceConfig
 from .crypto import SecretBox
 from .db import BUDGET_WAITING, FINAL
-from .queue import QUEUE, TASK, JobQueue, has_schema, queue_app, unqueued_jobs
+from .queue import QUEUE, TASK, JobQueue, check_database, queue_app, unqueued_jobs
 from .runner import Runner
 from .slots import Slots
 
@@ -172,6 +171,7 @@ class QueueRunner(Runner):
         ids = self.running_ids()
         if not ids:
             return
+        self._cancelled &= set(ids)  # only running imports: the set does not grow with the years
         for job_id in self.store.cancel_requested(ids):
             if job_id not in self._cancelled:
                 self._cancelled.add(job_id)
@@ -182,19 +182,6 @@ class QueueRunner(Runner):
                 handle = self._handles.get(job_id)
             if handle is not None and not handle.done:
                 self.store.save_live(job_id, to_jsonable(handle.report), handle.progress.snapshot())
-
-
-def check_database(url: str) -> None:
-    """Refuse to start on a database without our tables or the queue's: one line, exit 2 (3 or
-    4 when PostgreSQL refuses the login or cannot be reached)."""
-    from ..errors import UsageError
-    from ..store import postgres_schema
-    from ..store.postgres import connect
-
-    with contextlib.closing(connect(url)) as conn:
-        if postgres_schema.pending(conn) or not has_schema(conn):
-            raise UsageError("the database's schema is not up to date for this mailmigrate",
-                             hint="run: mailmigrate db upgrade --database URL, then start again")
 
 
 def parse_caps(values: list[str] | None) -> dict[str, int]:
@@ -270,7 +257,6 @@ class Worker:
 
             def on_signal(signum: int) -> None:
                 log.info("worker %s: %s: handing the running imports back", self.name, signal.Signals(signum).name)
-                runner._stopping.set()  # new entries taken now go straight back (run_job)
                 threading.Thread(target=runner.stop, name="hand-back", daemon=True).start()
                 worker.stop()  # takes no new entry; waits for the running ones to end
 
@@ -313,12 +299,14 @@ class Worker:
                         await asyncio.to_thread(jobs.put, job_id)
             except asyncio.CancelledError:
                 raise
-            except (MigrateError, Exception):  # noqa: BLE001 - the database is away: next round
+            except Exception:  # noqa: BLE001 - the database is away: next round
                 log.warning("worker %s: sweep failed", self.name, exc_info=True)
 
     def _unqueued(self) -> list[str]:
-        from ..store.postgres import connect
-
         assert self.cfg.database is not None
-        with contextlib.closing(connect(self.cfg.database)) as conn:
+        pool = pool_for(self.cfg.database)  # kept by this worker: no connect every round
+        conn = pool.get()[0]
+        try:
             return unqueued_jobs(conn)
+        finally:
+            pool.put(conn)
